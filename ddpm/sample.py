@@ -1,0 +1,89 @@
+"""sample(cfg): draw digits from a checkpoint. `sample.py` at the top only wraps it."""
+
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from ddpm.callbacks import fixed_noise
+from ddpm.checkpoint import load_module
+from ddpm.errors import ConfigError
+from ddpm.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
+from torchvision.utils import save_image
+
+log = logging.getLogger(__name__)
+
+
+def sample_labels(n: int, digit: int | None) -> torch.Tensor:
+    """The requested digit n times, or 0-9 cycling."""
+    return torch.full((n,), digit) if digit is not None else torch.arange(n) % 10
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def check_request(cfg: DictConfig) -> None:
+    """Everything about the request that can be wrong, checked before the checkpoint is read or anything written."""
+    if cfg.n <= 0:
+        raise ConfigError(f"n={cfg.n}: ask for at least one image, e.g. n=100")
+    if cfg.guidance < 0:
+        raise ConfigError(f"guidance={cfg.guidance} is negative: use 0 (no guidance) or a positive scale such as 2")
+    if cfg.digit is not None and cfg.digit not in range(10):
+        raise ConfigError(f"digit={cfg.digit} is not a class label: use 0-9, or drop digit= to cycle through all ten")
+
+
+def sample(cfg: DictConfig) -> dict:
+    """Writes samples.png and samples.pt (and, with trajectory=true, trajectory.png and trajectory.gif) into
+    cfg.paths.output_dir; returns what it wrote."""
+    check_request(cfg)
+    sampler = instantiate(cfg.sampler)
+    module = load_module(cfg.ckpt, ema=cfg.ema)
+    T = module.diffusion.timesteps
+    sampler.timesteps(T)  # raises on steps > T before any work
+    conditional = module.conditional and not cfg.unconditional
+    if cfg.guidance > 0 and not conditional:
+        raise ConfigError(
+            f"guidance={cfg.guidance} needs a class-conditional model, and {cfg.ckpt} is unconditional"
+            if not module.conditional
+            else f"guidance={cfg.guidance} has no effect with unconditional=true: set guidance=0"
+        )
+    if cfg.digit is not None and not conditional:
+        raise ConfigError(f"digit={cfg.digit} needs class-conditional sampling: drop digit= or unconditional=true")
+
+    device = resolve_device(cfg.device)
+    module.to(device)
+    labels = sample_labels(cfg.n, cfg.digit) if conditional else None
+    noise = fixed_noise(cfg.n, cfg.seed).to(device)
+    log.info(f"sampling {cfg.n} images with {sampler} (T={T}), guidance {cfg.guidance}, seed {cfg.seed} on {device}")
+    result = sampler.sample(
+        module.net,
+        module.diffusion,
+        noise,
+        labels.to(device) if labels is not None else None,
+        guidance=cfg.guidance if conditional else 0.0,
+        clip_x0=cfg.clip_x0,
+        generator=torch.Generator().manual_seed(cfg.seed + 1),
+        trajectory_frames=cfg.trajectory_frames if cfg.trajectory else 0,
+        progress=lambda steps: tqdm(steps, desc="sampling", unit="step"),
+    )
+
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"grid": save_grid(result.images, out / "samples.png", cfg.nrow), "samples": out / "samples.pt"}
+    torch.save(
+        {"images": to_pixels(result.images).cpu(), "labels": labels if labels is not None else torch.full((cfg.n,), -1)},
+        written["samples"],
+    )
+    if cfg.trajectory:
+        written["trajectory"] = out / "trajectory.png"
+        save_image(trajectory_strip(result.trajectory), written["trajectory"])
+        written["gif"] = save_trajectory_gif(result.trajectory, out / "trajectory.gif", cfg.nrow)
+    for name, path in written.items():
+        log.info(f"wrote {name}: {path}")
+    return written

@@ -1,0 +1,154 @@
+"""A compact UNet for 28x28 images: 28 -> 14 -> 7 and back, residual blocks with GroupNorm, a sinusoidal time
+embedding plus a class embedding whose extra row is the "null" class of classifier-free guidance."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ddpm.errors import ConfigError
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer-style embedding of integer timesteps (Vaswani et al. 2017), as in Ho et al. 2020."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([args.sin(), args.cos()], dim=1)
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+def zero_init(module: nn.Module) -> nn.Module:
+    # Residual branches start as the identity, which makes deep stacks train from the first step.
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float):
+        super().__init__()
+        self.norm1 = group_norm(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        # Scale and shift from the embedding (FiLM); conditions more strongly than adding a bias.
+        self.emb = nn.Linear(emb_dim, 2 * out_ch)
+        self.norm2 = group_norm(out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, channels: int, heads: int = 4):
+        super().__init__()
+        self.heads = heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = zero_init(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class UNet(nn.Module):
+    """channels * channel_mults[i] feature maps at level i (28, 14, 7 pixels); `attention` adds self-attention
+    at the 7x7 level (in the middle block and the blocks of that level). num_classes=0 makes it unconditional."""
+
+    def __init__(
+        self,
+        channels: int = 32,
+        channel_mults: tuple = (1, 2, 2),
+        num_res_blocks: int = 1,
+        attention: bool = True,
+        num_classes: int = 10,
+        dropout: float = 0.0,
+        in_channels: int = 1,
+    ):
+        super().__init__()
+        if len(channel_mults) != 3:
+            raise ConfigError(f"model.channel_mults={list(channel_mults)} must have 3 entries (28, 14 and 7 pixels)")
+        self.num_classes = num_classes
+        self.null_label = num_classes  # the extra embedding row, used when the label is dropped
+        self.time_dim = channels
+        emb_dim = 4 * channels
+        self.time_mlp = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes > 0 else None
+
+        widths = [channels * m for m in channel_mults]
+        last = len(widths) - 1
+        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+
+        self.down = nn.ModuleList()
+        skip_widths, ch = [channels], channels
+        for level, width in enumerate(widths):
+            for _ in range(num_res_blocks):
+                self.down.append(self._block(ch, width, emb_dim, dropout, attention and level == last))
+                ch = width
+                skip_widths.append(ch)
+            if level != last:
+                self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                skip_widths.append(ch)
+
+        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), *( [SelfAttention(ch)] if attention else []), ResBlock(ch, ch, emb_dim, dropout)])
+
+        self.up = nn.ModuleList()
+        for level, width in reversed(list(enumerate(widths))):
+            for _ in range(num_res_blocks + 1):
+                self.up.append(self._block(ch + skip_widths.pop(), width, emb_dim, dropout, attention and level == last))
+                ch = width
+            if level != 0:
+                # Convolve before upsampling: the same receptive field at a quarter of the cost.
+                self.up.append(nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.Upsample(scale_factor=2, mode="nearest")))
+
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, in_channels, 3, padding=1)))
+
+    @staticmethod
+    def _block(in_ch, out_ch, emb_dim, dropout, attention):
+        block = ResBlock(in_ch, out_ch, emb_dim, dropout)
+        return nn.ModuleList([block, SelfAttention(out_ch)]) if attention else nn.ModuleList([block])
+
+    def embed(self, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        emb = self.time_mlp(sinusoidal_embedding(t, self.time_dim))
+        if self.class_emb is not None:
+            if labels is None:
+                labels = torch.full_like(t, self.null_label)
+            emb = emb + self.class_emb(labels)
+        return emb
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.embed(t, labels)
+        h = self.stem(x)
+        skips = [h]
+        for layer in self.down:
+            h = self._run(layer, h, emb)
+            skips.append(h)
+        for layer in self.mid:
+            h = layer(h, emb)
+        for layer in self.up:
+            if isinstance(layer, nn.ModuleList):
+                h = self._run(layer, torch.cat([h, skips.pop()], dim=1), emb)
+            else:
+                h = layer(h)
+        return self.out(h)
+
+    @staticmethod
+    def _run(layer, h, emb):
+        if isinstance(layer, nn.ModuleList):
+            for sub in layer:
+                h = sub(h, emb)
+            return h
+        return layer(h)

@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+
+from ddpm.unet import UNet
+
+MODELS = Path(__file__).resolve().parents[1] / "conf" / "model"
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def randomised(net):
+    for p in net.parameters():
+        nn.init.normal_(p, std=0.05)
+    return net.eval()
+
+
+def test_model_sizes():
+    sizes = {p.stem: n_params(instantiate(OmegaConf.load(p))) for p in MODELS.glob("*.yaml")}
+    assert sizes["tiny"] < 200_000
+    assert sizes["tiny"] < sizes["small"] < sizes["base"]
+    assert 9e6 < sizes["base"] < 13e6
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_shapes_and_levels(attention):
+    net = UNet(channels=8, attention=attention)
+    x = torch.randn(3, 1, 28, 28)
+    out = net(x, torch.tensor([0, 10, 999]), torch.tensor([1, 2, 10]))
+    assert out.shape == x.shape
+    assert net(x, torch.tensor([0, 1, 2])).abs().max() == 0  # zero-initialised output layer
+
+
+def test_null_label_is_the_default_and_labels_matter():
+    net = randomised(UNet(channels=8, num_classes=10))
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 400])
+    null = torch.full((2,), net.null_label)
+    torch.testing.assert_close(net(x, t), net(x, t, null))
+    assert not torch.allclose(net(x, t, torch.tensor([1, 1])), net(x, t, torch.tensor([2, 2])))
+
+
+def test_unconditional_model_ignores_labels():
+    net = randomised(UNet(channels=8, num_classes=0))
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 400])
+    assert not any("class_emb" in name for name, _ in net.named_parameters())
+    torch.testing.assert_close(net(x, t, torch.tensor([1, 5])), net(x, t))
+
+
+def test_time_embedding_matters():
+    net = randomised(UNet(channels=8))
+    x = torch.randn(1, 1, 28, 28)
+    assert not torch.allclose(net(x, torch.tensor([10])), net(x, torch.tensor([900])))
