@@ -1,23 +1,8 @@
 """Train a DDPM on MNIST: python train.py [experiment=quickstart] [schedule=cosine] [model=tiny] [-m ...]"""
 
-import os
-from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
-
-os.environ.setdefault("DDPM_PROJECT_ROOT", str(Path(__file__).resolve().parent))
-
-from ddpm.errors import exit_on_user_error  # noqa: E402
-from ddpm.train import train  # noqa: E402
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-@exit_on_user_error
-def main(cfg: DictConfig) -> float | None:
-    # The return value is what a Hydra sweeper would optimise.
-    return train(cfg).get("val/loss")
-
+from ddpm.cli import run_app
+from ddpm.train import train
 
 if __name__ == "__main__":
-    main()
+    # The return value (val/loss) is what a Hydra sweeper would optimise.
+    run_app("train", lambda cfg: train(cfg).get("val/loss"))

@@ -7,13 +7,10 @@ import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from ddpm.images import grid, save_grid
-from ddpm.samplers import Sampler
 from ddpm.errors import ConfigError
-
-
-def fixed_noise(n: int, seed: int, shape=(1, 28, 28)) -> torch.Tensor:
-    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
+from ddpm.generate import generate
+from ddpm.images import grid, save_grid, to_pixels
+from ddpm.samplers import Sampler
 
 
 def grid_labels(rows: int = 10, per_row: int = 10) -> torch.Tensor:
@@ -21,13 +18,28 @@ def grid_labels(rows: int = 10, per_row: int = 10) -> torch.Tensor:
     return torch.arange(rows).repeat_interleave(per_row)
 
 
-class SampleGrid(L.Callback):
-    """At the end of every validation, sample a 10x10 grid (row k = digit k, the same noise every time) with the
-    weights validation ran with (the EMA weights when EMAWeightAveraging is on), log it to TensorBoard and save
-    it as `dirpath/step_XXXXXX.png`.
+class EMAValidationCallback(L.Callback):
+    """Work at the end of validation with the weights validation ran with: the EMA weights when
+    EMAWeightAveraging is on. Lightning calls callbacks in list order and the EMA callback swaps the training
+    weights back in its own on_validation_epoch_end, so subclasses must come before it; `setup` checks that.
+    Runs on rank 0 only, and not during the sanity check."""
 
-    It must run before the EMA callback swaps the training weights back, so it has to come first in the
-    callback list; `setup` checks that."""
+    def setup(self, trainer, pl_module, stage):
+        averaging = [i for i, c in enumerate(trainer.callbacks) if isinstance(c, WeightAveraging)]
+        if averaging and trainer.callbacks.index(self) > averaging[0]:
+            raise ConfigError(f"{type(self).__name__} must come before the EMA callback in callbacks, or it sees the raw weights")
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and trainer.is_global_zero:
+            self.on_ema_validation_end(trainer, pl_module)
+
+    def on_ema_validation_end(self, trainer, pl_module):
+        raise NotImplementedError
+
+
+class SampleGrid(EMAValidationCallback):
+    """A 10x10 grid (row k = digit k, the same noise every time) at every validation, logged to TensorBoard and
+    saved as `dirpath/step_XXXXXX.png`."""
 
     def __init__(self, sampler: Sampler, dirpath: str, guidance: float = 2.0, seed: int = 0, clip_x0: bool = True):
         self.sampler = sampler
@@ -35,28 +47,43 @@ class SampleGrid(L.Callback):
         self.guidance = guidance
         self.seed = seed
         self.clip_x0 = clip_x0
-        self.last_path: Path | None = None
 
-    def setup(self, trainer, pl_module, stage):
-        averaging = [i for i, c in enumerate(trainer.callbacks) if isinstance(c, WeightAveraging)]
-        if averaging and trainer.callbacks.index(self) > averaging[0]:
-            raise ConfigError("SampleGrid must come before the EMA callback in callbacks, or its grids use the raw weights")
-
-    def on_validation_epoch_end(self, trainer, pl_module):
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        labels = grid_labels().to(pl_module.device) if pl_module.conditional else None
-        noise = fixed_noise(100, self.seed).to(pl_module.device)
-        result = self.sampler.sample(
-            pl_module.net,
-            pl_module.diffusion,
-            noise,
-            labels,
-            guidance=self.guidance if pl_module.conditional else 0.0,
-            clip_x0=self.clip_x0,
-            generator=torch.Generator().manual_seed(self.seed + 1),
-        )
-        self.last_path = save_grid(result.images, self.dirpath / f"step_{trainer.global_step:06d}.png")
+    def on_ema_validation_end(self, trainer, pl_module):
+        labels = grid_labels() if pl_module.conditional else None
+        images = generate(pl_module, self.sampler, 100, labels, self.guidance, self.seed, self.clip_x0).images
+        save_grid(images, self.dirpath / f"step_{trainer.global_step:06d}.png")
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("samples", grid(result.images), trainer.global_step)
+                logger.experiment.add_image("samples", grid(images), trainer.global_step)
+
+
+class SampleMetrics(EMAValidationCallback):
+    """Every `every_n_validations` validations, sample `n` images and log FID and class accuracy (see
+    ddpm.metrics.scores) under metrics/. 0 turns it off. The classifier and the real-image statistics are loaded
+    on first use and kept here, outside the LightningModule."""
+
+    def __init__(self, sampler: Sampler, classifier: str, every_n_validations: int = 0, n: int = 500,
+                 guidance: float = 2.0, seed: int = 0):
+        self.sampler = sampler
+        self.classifier = classifier
+        self.every_n_validations = every_n_validations
+        self.n = n
+        self.guidance = guidance
+        self.seed = seed
+        self.validations = 0
+        self.scorer = None
+
+    def on_ema_validation_end(self, trainer, pl_module):
+        self.validations += 1
+        if self.every_n_validations <= 0 or self.validations % self.every_n_validations:
+            return
+        if self.scorer is None:
+            from ddpm.metrics.classifier import load_classifier
+            from ddpm.metrics.scores import SampleScorer
+
+            real_images, _ = trainer.datamodule.test_split()
+            self.scorer = SampleScorer(load_classifier(self.classifier), real_images)
+        labels = torch.arange(self.n) % 10 if pl_module.conditional else None
+        images = generate(pl_module, self.sampler, self.n, labels, self.guidance, self.seed).images
+        scores = self.scorer.score(to_pixels(images.cpu()), labels)
+        pl_module.log_dict({f"metrics/{k}": v for k, v in scores.items()}, rank_zero_only=True)

@@ -173,6 +173,10 @@ class MNISTDataModule(L.LightningDataModule):
         position = (torch.arange(len(images)) % self.val_timesteps + 0.5) / self.val_timesteps
         self.val_set = TensorBatches(images, labels, noise, position)
 
+    def test_split(self):
+        """The whole test split (uint8 images, labels): the real side of FID."""
+        return load_mnist_split(self.root, "test", download=False, check_md5=self.check_md5)
+
     def train_dataloader(self):
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, collate_fn=_keep_batch)
 

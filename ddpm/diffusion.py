@@ -28,22 +28,11 @@ class GaussianDiffusion(nn.Module):
         self.prediction = prediction
         self.timesteps = schedule.timesteps
 
-        # Derived in float64 and stored in float32: the model and data run in float32.
-        betas = schedule.betas
+        # Derived in float64, stored in float32 for the training hot path (q_sample, targets, conversions).
         alphas_cumprod = schedule.alphas_cumprod
-        alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
-        posterior_variance = betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod)
         buffers = {
-            "betas": betas,
-            "alphas_cumprod": alphas_cumprod,
-            "alphas_cumprod_prev": alphas_cumprod_prev,
             "sqrt_alphas_cumprod": alphas_cumprod.sqrt(),
             "sqrt_one_minus_alphas_cumprod": (1 - alphas_cumprod).sqrt(),
-            "posterior_variance": posterior_variance,
-            # beta~_0 = 0: take log(beta~_1) there, as improved-diffusion does, so the log stays finite.
-            "posterior_log_variance_clipped": torch.log(torch.cat([posterior_variance[1:2], posterior_variance[1:]])),
-            "posterior_mean_coef_x0": betas * alphas_cumprod_prev.sqrt() / (1 - alphas_cumprod),
-            "posterior_mean_coef_xt": (1 - alphas_cumprod_prev) * (1 - betas).sqrt() / (1 - alphas_cumprod),
         }
         for name, value in buffers.items():
             # Not persistent: they are a pure function of the schedule, which the checkpoint's config rebuilds.
@@ -85,7 +74,23 @@ class GaussianDiffusion(nn.Module):
             eps = s * x_t + a * model_output
         return x0, eps
 
-    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
-        """Mean, variance and clipped log variance of q(x_{t-1} | x_t, x_0)."""
-        mean = self._coef("posterior_mean_coef_x0", t, x_t) * x0 + self._coef("posterior_mean_coef_xt", t, x_t) * x_t
-        return mean, self._coef("posterior_variance", t, x_t), self._coef("posterior_log_variance_clipped", t, x_t)
+    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor | None = None):
+        """Mean and variance beta~ of q(x_{t_prev} | x_t, x_0), and the step's beta (the other reverse variance).
+
+        t_prev = t - 1 (default) is the DDPM posterior. A larger gap is the posterior of the respaced process
+        (Nichol & Dhariwal 2021, sec. 4), whose beta is 1 - alpha_bar_t / alpha_bar_{t_prev}. The coefficients are
+        computed in float64 from the schedule: 1 - alpha_bar ratio loses digits in float32 when beta is ~1e-4."""
+        t = t.cpu()
+        t_prev = t - 1 if t_prev is None else t_prev.cpu()
+        alphas_cumprod = self.schedule.alphas_cumprod
+        ab = alphas_cumprod[t]
+        ab_prev = torch.where(t_prev >= 0, alphas_cumprod[t_prev.clamp(min=0)], torch.ones_like(ab))
+        beta = 1 - ab / ab_prev
+        coef_x0 = ab_prev.sqrt() * beta / (1 - ab)
+        coef_xt = (1 - beta).sqrt() * (1 - ab_prev) / (1 - ab)
+        variance = beta * (1 - ab_prev) / (1 - ab)
+
+        def shaped(values: torch.Tensor) -> torch.Tensor:
+            return values.to(x_t.device, x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
+
+        return shaped(coef_x0) * x0 + shaped(coef_xt) * x_t, shaped(variance), shaped(beta)

@@ -8,18 +8,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from ddpm.callbacks import fixed_noise
 from ddpm.checkpoint import load_module
 from ddpm.errors import ConfigError
+from ddpm.generate import cycling_labels, generate
 from ddpm.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
 from torchvision.utils import save_image
 
 log = logging.getLogger(__name__)
-
-
-def sample_labels(n: int, digit: int | None) -> torch.Tensor:
-    """The requested digit n times, or 0-9 cycling."""
-    return torch.full((n,), digit) if digit is not None else torch.arange(n) % 10
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,7 +29,7 @@ def check_request(cfg: DictConfig) -> None:
         raise ConfigError(f"n={cfg.n}: ask for at least one image, e.g. n=100")
     if cfg.guidance < 0:
         raise ConfigError(f"guidance={cfg.guidance} is negative: use 0 (no guidance) or a positive scale such as 2")
-    if cfg.digit is not None and cfg.digit not in range(10):
+    if cfg.get("digit") is not None and cfg.digit not in range(10):
         raise ConfigError(f"digit={cfg.digit} is not a class label: use 0-9, or drop digit= to cycle through all ten")
 
 
@@ -56,19 +51,18 @@ def sample(cfg: DictConfig) -> dict:
     if cfg.digit is not None and not conditional:
         raise ConfigError(f"digit={cfg.digit} needs class-conditional sampling: drop digit= or unconditional=true")
 
-    device = resolve_device(cfg.device)
-    module.to(device)
-    labels = sample_labels(cfg.n, cfg.digit) if conditional else None
-    noise = fixed_noise(cfg.n, cfg.seed).to(device)
-    log.info(f"sampling {cfg.n} images with {sampler} (T={T}), guidance {cfg.guidance}, seed {cfg.seed} on {device}")
-    result = sampler.sample(
-        module.net,
-        module.diffusion,
-        noise,
-        labels.to(device) if labels is not None else None,
-        guidance=cfg.guidance if conditional else 0.0,
+    module.to(resolve_device(cfg.device))
+    labels = cycling_labels(cfg.n, cfg.digit) if conditional else None
+    log.info(f"sampling {cfg.n} images with {sampler} (T={T}), guidance {cfg.guidance}, seed {cfg.seed} on {module.device}")
+    result = generate(
+        module,
+        sampler,
+        cfg.n,
+        labels,
+        guidance=cfg.guidance,
+        seed=cfg.seed,
         clip_x0=cfg.clip_x0,
-        generator=torch.Generator().manual_seed(cfg.seed + 1),
+        batch_size=cfg.batch_size,
         trajectory_frames=cfg.trajectory_frames if cfg.trajectory else 0,
         progress=lambda steps: tqdm(steps, desc="sampling", unit="step"),
     )

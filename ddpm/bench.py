@@ -1,0 +1,191 @@
+"""Throughput benchmark: python -m ddpm.bench [models=[tiny,small,base]] [variants=...] [out=bench.json]
+
+Prints and writes JSON of, per model: parameters, forward FLOPs per image, training images/s (forward +
+backward + AdamW, batch 128), sampling images/s for DDIM-50 and DDPM over all T steps with classifier-free
+guidance, and peak memory; plus the time the data loader spends per training batch. A reference 11M-parameter
+UNet of the original notebooks' shape (one down level, 128/256/512 channels at 28x28 and 14x14, additive skips)
+is measured in the same run, so the speed ratio is like for like.
+
+Sampling throughput is measured per reverse step on the sampler's own guided forward pass (both halves of the
+classifier-free batch), then divided by the number of steps: a DDPM-1000 run would otherwise take minutes per model.
+"""
+
+import json
+import logging
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ddpm.cli import ROOT, run_app
+from ddpm.data import MNISTDataModule
+from ddpm.diffusion import GaussianDiffusion
+from ddpm.schedules import CosineSchedule
+from ddpm.samplers import guided_output
+from ddpm.unet import sinusoidal_embedding
+
+log = logging.getLogger(__name__)
+CONF = ROOT / "conf"
+
+
+class ReferenceUNet(nn.Module):
+    """The shape of the original notebooks' MNIST DDPM: one down level, wide convolutions at full resolution,
+    additive skips. About 11M parameters. For the benchmark only."""
+
+    num_classes = 10
+    null_label = 10
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(11, 256)
+        self.time = nn.Linear(128, 256)
+        conv = lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1)  # noqa: E731
+        self.down = nn.ModuleList([conv(1, 128), conv(128, 128), conv(128, 256), conv(256, 512), conv(512, 512)])
+        self.up = nn.ModuleList([conv(512, 512), conv(512, 512), conv(512, 256), conv(256, 128), conv(128, 128)])
+        self.film = nn.ModuleList([nn.Linear(256, c) for c in (128, 128, 256, 512, 512, 512, 512, 256, 128, 128)])
+        self.out = conv(128, 1)
+
+    def forward(self, x, t, labels=None):
+        labels = torch.full_like(t, self.null_label) if labels is None else labels
+        emb = F.silu(self.time(sinusoidal_embedding(t, 128)) + self.emb(labels))
+        films = iter(self.film)
+        h, skips = x, []
+        for i, layer in enumerate(self.down):
+            h = F.silu(layer(h) + next(films)(emb)[:, :, None, None])
+            skips.append(h)
+            if i == 1:
+                h = F.avg_pool2d(h, 2)
+        for i, layer in enumerate(self.up):
+            h = F.silu(layer(h + skips.pop()) + next(films)(emb)[:, :, None, None])
+            if i == 2:
+                h = F.interpolate(h, scale_factor=2)
+        return self.out(h)
+
+
+def build_models(names) -> dict[str, nn.Module]:
+    models = {name: instantiate(OmegaConf.load(CONF / "model" / f"{name}.yaml")) for name in names if name != "reference"}
+    if "reference" in names:
+        models["reference"] = ReferenceUNet()
+    return models
+
+
+def flops_per_image(model: nn.Module) -> float:
+    x, t, y = torch.randn(2, 1, 28, 28), torch.tensor([1, 500]), torch.tensor([1, 2])
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x, t, y)
+    return counter.get_total_flops() / 2
+
+
+def timed(fn, repeats: int, warmup: int = 1) -> float:
+    """Mean seconds per call after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def prepare(model: nn.Module, variant: str, device: torch.device):
+    """The model and an autocast context for a variant: fp32 | channels_last | bf16 | compile."""
+    model = model.to(device)
+    if variant in ("channels_last", "bf16", "compile"):
+        model = model.to(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=variant == "bf16")
+    if variant == "compile":
+        model = torch.compile(model)
+    return model, autocast
+
+
+def train_throughput(model, autocast, device, batch_size: int, repeats: int) -> float:
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    diffusion = GaussianDiffusion(CosineSchedule(1000)).to(device)
+    x0 = torch.rand(batch_size, 1, 28, 28, device=device) * 2 - 1
+    labels = torch.randint(0, 10, (batch_size,), device=device)
+
+    def step():
+        t = torch.randint(0, 1000, (batch_size,), device=device)
+        with autocast:
+            loss = diffusion.loss(model, x0, t, torch.randn_like(x0), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return batch_size / timed(step, repeats)
+
+
+def step_seconds(model, autocast, device, batch_size: int, repeats: int) -> float:
+    """Seconds per reverse step of a guided sampler on `batch_size` images (one batched cond+uncond pass)."""
+    model.eval()
+    x = torch.randn(batch_size, 1, 28, 28, device=device)
+    t = torch.full((batch_size,), 500, device=device)
+    labels = torch.arange(batch_size, device=device) % 10
+
+    @torch.inference_mode()
+    def step():
+        with autocast:
+            guided_output(model, x, t, labels, 2.0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return timed(step, repeats)
+
+
+def data_seconds_per_batch(cfg) -> float:
+    dm = MNISTDataModule(root=cfg.data_root, download=False, batch_size=cfg.batch_size)
+    dm.setup("fit")
+    loader = iter(dm.train_dataloader())
+    return timed(lambda: next(loader), repeats=50, warmup=2)
+
+
+def bench(cfg: DictConfig) -> dict:
+    torch.manual_seed(0)
+    device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "batch_size": cfg.batch_size,
+        "models": {},
+    }
+    if cfg.data_root:
+        result["data_seconds_per_batch"] = data_seconds_per_batch(cfg)
+    for name, model in build_models(cfg.models).items():
+        entry = {"params": sum(p.numel() for p in model.parameters()), "flops_per_image": flops_per_image(model)}
+        for variant in cfg.variants if name in cfg.variant_models else ["fp32"]:
+            m, autocast = prepare(model, variant, device)
+            train = train_throughput(m, autocast, device, cfg.batch_size, cfg.train_repeats)
+            seconds = step_seconds(m, autocast, device, cfg.sample_batch_size, cfg.sample_repeats)
+            entry[variant] = {
+                "train_images_per_s": train,
+                "ddim50_images_per_s": cfg.sample_batch_size / (50 * seconds),
+                "ddpm_T_images_per_s": cfg.sample_batch_size / (1000 * seconds),
+            }
+            log.info(f"{name:>9} {variant:>13}: train {train:8.1f} img/s, DDIM-50 {entry[variant]['ddim50_images_per_s']:7.2f} img/s")
+        result["models"][name] = entry
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        result["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    models = result["models"]
+    if "reference" in models and "small" in models:
+        result["small_vs_reference_train_speedup"] = models["small"]["fp32"]["train_images_per_s"] / models["reference"]["fp32"]["train_images_per_s"]
+    text = json.dumps(result, indent=2)
+    print(text)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return result
+
+
+if __name__ == "__main__":
+    run_app("bench", bench)

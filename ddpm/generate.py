@@ -1,0 +1,53 @@
+"""Drawing many samples from a trained module in batches, reproducibly: the noise for all n images comes from
+one seed up front, so image i is the same whatever the batch size."""
+
+import torch
+
+from ddpm.samplers import Sampler, SampleResult
+
+
+def fixed_noise(n: int, seed: int, shape=(1, 28, 28)) -> torch.Tensor:
+    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
+
+
+def cycling_labels(n: int, digit: int | None = None) -> torch.Tensor:
+    """The requested digit n times, or 0-9 cycling."""
+    return torch.full((n,), digit) if digit is not None else torch.arange(n) % 10
+
+
+def generate(
+    module,
+    sampler: Sampler,
+    n: int,
+    labels: torch.Tensor | None,
+    guidance: float = 0.0,
+    seed: int = 0,
+    clip_x0: bool = True,
+    batch_size: int = 500,
+    trajectory_frames: int = 0,
+    progress=None,
+) -> SampleResult:
+    """n images in [-1, 1] (and, if asked, the trajectory of every image) on the module's device.
+    Guidance applies only to a conditional module given labels."""
+    device = module.device
+    noise = fixed_noise(n, seed)
+    guidance = guidance if labels is not None else 0.0
+    images, trajectories = [], []
+    for k, start in enumerate(range(0, n, batch_size)):
+        stop = min(start + batch_size, n)
+        result = sampler.sample(
+            module.net,
+            module.diffusion,
+            noise[start:stop].to(device),
+            labels[start:stop].to(device) if labels is not None else None,
+            guidance=guidance,
+            clip_x0=clip_x0,
+            # One stream per batch: stochastic samplers stay reproducible for a given batch size.
+            generator=torch.Generator().manual_seed(seed + 1 + k),
+            trajectory_frames=trajectory_frames,
+            progress=progress,
+        )
+        images.append(result.images)
+        trajectories.append(result.trajectory)
+    trajectory = [(t, torch.cat([traj[i][1] for traj in trajectories])) for i, (t, _) in enumerate(trajectories[0])]
+    return SampleResult(torch.cat(images), trajectory)
