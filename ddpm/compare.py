@@ -66,6 +66,27 @@ def seed_group(run: Path) -> str:
     return " ".join(sorted(o for o in overrides if not o.lstrip("+").startswith("seed=") and not o.startswith("data.root="))) or "(defaults)"
 
 
+class ScoreCache:
+    """Scores already measured for a run, kept in the run folder: a report over more runs, or with more step
+    counts, samples only what is new. Keyed by everything that changes a score, the classifier file included."""
+
+    def __init__(self, path: Path, cfg: DictConfig):
+        self.path = path
+        classifier = Path(cfg.classifier)
+        self.prefix = f"n{cfg.n}-seed{cfg.seed}-judge{classifier.stat().st_mtime_ns if classifier.exists() else 0}"
+        self.entries = json.loads(path.read_text()) if path.exists() else {}
+
+    def _key(self, sampler: str, steps: int, guidance: float) -> str:
+        return f"{self.prefix}-{sampler}-{steps}-w{guidance}"
+
+    def get(self, sampler: str, steps: int, guidance: float) -> dict | None:
+        return self.entries.get(self._key(sampler, steps, guidance))
+
+    def put(self, sampler: str, steps: int, guidance: float, scores: dict) -> None:
+        self.entries[self._key(sampler, steps, guidance)] = scores
+        self.path.write_text(json.dumps(self.entries, indent=1))
+
+
 def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     out, last = [], values[0] if values else 0.0
     for v in values:
@@ -215,12 +236,16 @@ def compare(cfg: DictConfig) -> Path:
         rows = []
         for run, module in modules.items():
             T = module.diffusion.timesteps
+            cache = ScoreCache(run / "scores.json", cfg)
             for steps in sorted({s for s in cfg.steps if s <= T} | ({T} if cfg.add_T else set())):
                 for sampler_name in cfg.samplers:
                     for guidance in cfg.guidance:
-                        sampler = SAMPLERS[sampler_name](steps)
-                        scores = score_sampler(module, sampler, scorer, cfg.n, guidance if module.conditional else 0.0,
-                                               cfg.seed, cfg.batch_size)
+                        scores = cache.get(sampler_name, steps, guidance)
+                        if scores is None:
+                            sampler = SAMPLERS[sampler_name](steps)
+                            scores = score_sampler(module, sampler, scorer, cfg.n, guidance if module.conditional else 0.0,
+                                                   cfg.seed, cfg.batch_size)
+                            cache.put(sampler_name, steps, guidance, scores)
                         rows.append({"run": run.name, "sampler": sampler_name, "guidance": guidance, "steps": steps, **scores})
                         log.info(f"{run.name} {sampler_name}-{steps} w={guidance}: FID {scores['fid']:.3f}, "
                                  f"accuracy {scores.get('class_accuracy', float('nan')):.3f}, {scores['images_per_second']:.1f} img/s")
