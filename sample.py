@@ -1,6 +1,7 @@
 """Sample digits from a checkpoint: python sample.py ckpt=PATH n=100 sampler=ddim steps=50 guidance=2 seed=0"""
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -8,7 +9,7 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("DDPM_PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
-from ddpm.errors import exit_on_user_error  # noqa: E402
+from ddpm.cli import exit_on_user_error, prepare_argv  # noqa: E402
 from ddpm.sample import sample  # noqa: E402
 
 
@@ -19,4 +20,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = exit_on_user_error(prepare_argv)(sys.argv)
     main()

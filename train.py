@@ -1,6 +1,7 @@
 """Train a DDPM on MNIST: python train.py [experiment=quickstart] [schedule=cosine] [model=tiny] [-m ...]"""
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -8,7 +9,7 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("DDPM_PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
-from ddpm.errors import exit_on_user_error  # noqa: E402
+from ddpm.cli import exit_on_user_error, prepare_argv  # noqa: E402
 from ddpm.train import train  # noqa: E402
 
 
@@ -20,4 +21,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv = exit_on_user_error(prepare_argv)(sys.argv)
     main()

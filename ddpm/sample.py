@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ddpm.callbacks import fixed_noise
 from ddpm.checkpoint import load_module
+from ddpm.cli import check_writable, save_run_config
 from ddpm.errors import ConfigError
 from ddpm.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
 from torchvision.utils import save_image
@@ -42,6 +43,8 @@ def sample(cfg: DictConfig) -> dict:
     """Writes samples.png and samples.pt (and, with trajectory=true, trajectory.png and trajectory.gif) into
     cfg.paths.output_dir; returns what it wrote."""
     check_request(cfg)
+    out = Path(cfg.paths.output_dir)
+    check_writable(out)
     sampler = instantiate(cfg.sampler)
     module = load_module(cfg.ckpt, ema=cfg.ema)
     T = module.diffusion.timesteps
@@ -56,6 +59,7 @@ def sample(cfg: DictConfig) -> dict:
     if cfg.digit is not None and not conditional:
         raise ConfigError(f"digit={cfg.digit} needs class-conditional sampling: drop digit= or unconditional=true")
 
+    save_run_config(cfg)
     device = resolve_device(cfg.device)
     module.to(device)
     labels = sample_labels(cfg.n, cfg.digit) if conditional else None
@@ -73,8 +77,6 @@ def sample(cfg: DictConfig) -> dict:
         progress=lambda steps: tqdm(steps, desc="sampling", unit="step"),
     )
 
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = {"grid": save_grid(result.images, out / "samples.png", cfg.nrow), "samples": out / "samples.pt"}
     torch.save(
         {"images": to_pixels(result.images).cpu(), "labels": labels if labels is not None else torch.full((cfg.n,), -1)},
