@@ -21,13 +21,16 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: pass ckpt=<run folder>/checkpoints/last.ckpt")
+    unreadable = f"checkpoint {path} cannot be read ({{}}): it is truncated or not a PyTorch file"
+    if not zipfile.is_zipfile(path):  # what torch.save writes; a cut-off one has lost its central directory
+        raise CheckpointError(unreadable.format("not a zip archive"))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {path} was refused: it holds objects other than tensors and plain data ({first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}): it is truncated or not a PyTorch file") from None
+        raise CheckpointError(unreadable.format(type(e).__name__)) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint written by train.py (no state_dict / hyper_parameters)")
     return checkpoint
