@@ -1,10 +1,12 @@
-"""Reading a trained model back from a Lightning checkpoint without unpickling arbitrary objects."""
+"""Writing checkpoints atomically, and reading them back without unpickling arbitrary objects."""
 
+import os
 import pickle
 import zipfile
 from pathlib import Path
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ddpm.errors import DDPMError
 from ddpm.module import DiffusionModule
@@ -19,16 +21,58 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: pass ckpt=<run folder>/checkpoints/last.ckpt")
+    unreadable = f"checkpoint {path} cannot be read ({{}}): it is truncated or not a PyTorch file"
+    if not zipfile.is_zipfile(path):  # what torch.save writes; a cut-off one has lost its central directory
+        raise CheckpointError(unreadable.format("not a zip archive"))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {path} was refused: it holds objects other than tensors and plain data ({first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}): it is truncated or not a PyTorch file") from None
+        raise CheckpointError(unreadable.format(type(e).__name__)) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint written by train.py (no state_dict / hyper_parameters)")
     return checkpoint
+
+
+def check_resumable(path: str | Path, module: DiffusionModule) -> dict:
+    """The checkpoint a run resumes from, refused (in one line, before Lightning reads it) when it cannot be read
+    safely or was trained with another model, schedule or prediction target than `module`."""
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint["hyper_parameters"]
+    differences = [
+        f"{group}.{key}: checkpoint {saved.get(part, {}).get(key)!r}, this run {value!r}"
+        for group, part in (("model", "net"), ("schedule", "schedule"))
+        for key, value in module.hparams[part].items()
+        if saved.get(part, {}).get(key) != value
+    ]
+    if saved.get("prediction") != module.hparams.prediction:
+        differences.append(f"module.prediction: checkpoint {saved.get('prediction')!r}, this run {module.hparams.prediction!r}")
+    if differences:
+        raise CheckpointError(
+            f"checkpoint {path} was trained with another config ({'; '.join(differences)}): resume with "
+            f"resume=<its run folder>, which reuses its config, or pass the same model/schedule options"
+        )
+    return checkpoint
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file beside it and renames it into place, so that a process killed
+    during a save leaves the previous checkpoint whole (TorchCheckpointIO writes into the file itself)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        try:
+            with open(partial, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def load_module(path: str | Path, ema: bool = True) -> DiffusionModule:

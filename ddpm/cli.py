@@ -1,21 +1,148 @@
-"""Every command is a Hydra app over one config in conf/: `python train.py`, `python sample.py`,
-`python -m ddpm.evaluate`, `python -m ddpm.compare`, `python -m ddpm.bench`, `python -m ddpm.metrics.classifier`."""
+"""The entry points. Every command is a Hydra app over one config in conf/ (`python train.py`, `python sample.py`,
+`python -m ddpm.evaluate`, `ddpm.compare`, `ddpm.bench`, `ddpm.metrics.classifier`), run by `run_app`, which checks
+the command line before Hydra composes it, expands `resume=<run folder>`, and turns bad input into one line.
+A run's config is recorded only once the run has passed its checks.
 
+Hydra creates the run folder before the task starts. It is told (conf/hydra/default.yaml) not to write `.hydra/`
+and to open the log file only when something is logged, so that a call refused by its checks leaves an empty
+folder, which `exit_on_user_error` removes: nothing written, nothing overwritten.
+"""
+
+import functools
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import hydra
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from ddpm.errors import ConfigError, DDPMError
 
 ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def _overrides(args: list[str]):
+    """The key=value arguments, parsed as Hydra parses them (flags such as -m are not overrides)."""
+    try:
+        return OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
+    except OverrideParseException:
+        return []  # Hydra reports a malformed override itself
+
+
+def check_group_choices(args: list[str], conf_dir: Path = CONF) -> None:
+    """`schedule=foo` names a yaml of conf/schedule/; Hydra's own error for a wrong one spans a dozen lines."""
+    for override in _overrides(args):
+        group = conf_dir / override.key_or_group
+        if override.is_delete() or override.key_or_group.startswith("hydra") or not group.is_dir():
+            continue
+        valid = sorted(p.stem for p in group.glob("*.yaml"))
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        for value in values:
+            if value is not None and str(value) not in valid:
+                raise ConfigError(f"{override.key_or_group}={value} is unknown: use one of {', '.join(valid)}")
+
+
+def resume_args(args: list[str]) -> list[str]:
+    """`resume=RUN` continues the run in folder RUN: its saved overrides come first (the ones given now win) and
+    Hydra writes into RUN itself, so checkpoints, TensorBoard events and log continue where they were."""
+    overrides = _overrides(args)
+    given = {o.key_or_group: o for o in overrides}
+    if "resume" not in given or given["resume"].value() is None:
+        return args
+    if "-m" in args or "--multirun" in args:
+        raise ConfigError("resume= continues one run: drop -m (--multirun)")
+    run = Path(str(given["resume"].value())).expanduser().resolve()
+    saved = run / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume={run} is not a train.py run folder (no .hydra/overrides.yaml): pass the folder that holds checkpoints/")
+    previous = [o.input_line for o in _overrides(list(OmegaConf.load(saved))) if o.key_or_group not in given]
+    run_dir = [] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"]
+    return [args[0], *previous, *args[1:], *run_dir]
+
+
+def prepare_argv(argv: list[str]) -> list[str]:
+    check_group_choices(argv[1:])
+    return resume_args(argv)
+
+
+def check_writable(folder: str | Path) -> None:
+    folder = existing = Path(folder).expanduser().absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise ConfigError(
+            f"output folder {folder} cannot be written: {existing} is not a writable folder; "
+            f"choose another with hydra.run.dir=... (hydra.sweep.dir=... with -m) or paths.log_dir=..."
+        )
+
+
+@rank_zero_only
+def save_run_config(cfg: DictConfig) -> None:
+    """What Hydra would have written to `.hydra/`, written once the run passed its checks."""
+    folder = Path(cfg.paths.output_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    if HydraConfig.initialized():
+        OmegaConf.save(HydraConfig.get().overrides.task, folder / "overrides.yaml")
+
+
+def user_error(error: BaseException) -> DDPMError | None:
+    """The DDPMError behind `error`, also when Hydra's instantiate wrapped it in its own exception."""
+    while error is not None and not isinstance(error, DDPMError):
+        error = error.__cause__
+    return error
+
+
+def exit_on_user_error(main):
+    """Wrap an entry point: a DDPMError (also when Hydra's instantiate wrapped it) becomes one `error:` line on
+    stderr and exit status 2, and the run folder Hydra made for the call goes away again (it is empty, since
+    nothing is written before the checks); anything else keeps its traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except Exception as e:
+            cause = user_error(e)
+            if cause is None:
+                raise
+            folder = OmegaConf.select(HydraConfig.get(), "runtime.output_dir") if HydraConfig.initialized() else None
+            if folder:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    pass  # not empty: a resumed run's folder, or a run that failed after its checks
+            print(f"error: {cause}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
+
+
+class CheckOutputFolder(Callback):
+    """A Hydra callback: Hydra creates the run (or sweep) folder before the task starts, and one it cannot create
+    ends in Hydra's traceback, so the folder is checked here, before that."""
+
+    @exit_on_user_error
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        check_writable(config.hydra.run.dir)
+
+    @exit_on_user_error
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        check_writable(config.hydra.sweep.dir)
 
 
 def run_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:
-    """Parse the command line with Hydra over conf/<config_name>.yaml and run `task` on the composed config.
-    Bad input (a DDPMError) ends as one `error:` line and exit status 2."""
+    """Check the command line, then let Hydra compose conf/<config_name>.yaml over it and run `task` on the
+    result. Bad input (a DDPMError) ends as one `error:` line and exit status 2."""
     os.environ.setdefault("DDPM_PROJECT_ROOT", str(ROOT))  # paths.root_dir: outputs/ and data/ live here
     import ddpm.resolvers  # noqa: F401  (the configs use its resolvers)
-    from ddpm.errors import exit_on_user_error
 
-    hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name=config_name)(exit_on_user_error(task))()
+    sys.argv = exit_on_user_error(prepare_argv)(sys.argv)
+    hydra.main(version_base="1.3", config_path=str(CONF), config_name=config_name)(exit_on_user_error(task))()

@@ -14,9 +14,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ddpm.errors import DDPMError
+from ddpm.errors import ConfigError, DDPMError
 
 # name -> (md5 of the official .gz file, as torchvision lists it; IDX magic number: 0x08 = uint8, low byte = ndim)
 FILES = {
@@ -126,6 +126,29 @@ def _keep_batch(batch):
     return batch
 
 
+class ResumableShuffle(Sampler[int]):
+    """A new order every epoch that depends only on (seed, epoch), this rank's share of it (as DistributedSampler),
+    and, in the epoch a resumed run starts in, without the first `skip` indices that were trained on before the
+    checkpoint. So a run resumed at any step sees the same batches as one that was never stopped. Lightning calls
+    `set_epoch` at the start of every epoch."""
+
+    def __init__(self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start_epoch: int = 0, skip: int = 0):
+        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
+        self.start_epoch, self.skip = start_epoch, skip
+        self.epoch = start_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.world_size
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed((self.seed << 32) + self.epoch))
+        mine = order[self.rank :: self.world_size][: len(self)]
+        return iter(mine[self.skip if self.epoch == self.start_epoch else 0 :].tolist())
+
+
 class MNISTDataModule(L.LightningDataModule):
     """Train on the training split (or its first `train_size` images); validate on the first `val_size` images of
     the test split. Each validation image carries fixed noise and a fixed timestep position u in [0, 1), on a grid
@@ -141,6 +164,7 @@ class MNISTDataModule(L.LightningDataModule):
         val_size: int = 1000,
         val_timesteps: int = 10,
         val_seed: int = 1234,
+        seed: int = 0,
     ):
         super().__init__()
         self.root = root
@@ -151,6 +175,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.val_timesteps = val_timesteps
         self.val_seed = val_seed
+        self.seed = seed
         self.train_set = self.val_set = None
 
     def prepare_data(self):
@@ -177,8 +202,29 @@ class MNISTDataModule(L.LightningDataModule):
         """The whole test split (uint8 images, labels): the real side of FID."""
         return load_mnist_split(self.root, "test", download=False, check_md5=self.check_md5)
 
+    def batches_per_epoch(self, world_size: int = 1) -> int:
+        per_rank = len(self.train_set) // world_size
+        if per_rank < self.batch_size:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is larger than the {per_rank} training images per process: "
+                f"lower data.batch_size or raise data.train_size"
+            )
+        return per_rank // self.batch_size
+
     def train_dataloader(self):
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, collate_fn=_keep_batch)
+        # Called after Lightning restored a checkpoint, so global_step says how many batches were already trained on.
+        trainer = self.trainer
+        rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        consumed = trainer.global_step * trainer.accumulate_grad_batches if trainer else 0
+        epoch, batch = divmod(consumed, self.batches_per_epoch(world_size))
+        sampler = ResumableShuffle(len(self.train_set), self.seed, rank, world_size, epoch, batch * self.batch_size)
+        return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
 
     def val_dataloader(self):
-        return DataLoader(self.val_set, batch_size=max(self.batch_size, 256), shuffle=False, collate_fn=_keep_batch)
+        return self._loader(self.val_set, max(self.batch_size, 256))
+
+    @staticmethod
+    def _loader(dataset, batch_size, **kwargs):
+        # A generator of its own: otherwise every iter() draws a seed from the global RNG, and a resumed run, which
+        # starts its iterators at other moments, would draw different training noise from then on.
+        return DataLoader(dataset, batch_size=batch_size, collate_fn=_keep_batch, generator=torch.Generator(), **kwargs)

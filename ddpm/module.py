@@ -8,7 +8,25 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm.diffusion import GaussianDiffusion
-from ddpm.errors import ConfigError
+from ddpm.errors import ConfigError, DDPMError
+
+
+class NonFiniteError(DDPMError):
+    """The loss or the gradients became NaN or infinite."""
+
+
+def rng_states(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global torch generators that training draws t, noise and label dropout from (plain tensors)."""
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def set_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(states["cpu"])
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 def _plain(config) -> dict:
@@ -52,6 +70,7 @@ class DiffusionModule(L.LightningModule):
             # oneDNN's NHWC convolution kernels: about 15% more training throughput on this project's CPU.
             self.net.to(memory_format=torch.channels_last)
         self.diffusion = GaussianDiffusion(instantiate(schedule), prediction)
+        self._resumed_rng: dict | None = None
 
     @property
     def conditional(self) -> bool:
@@ -68,9 +87,29 @@ class DiffusionModule(L.LightningModule):
         t = torch.randint(0, self.diffusion.timesteps, (x0.shape[0],), device=self.device)
         loss = self.diffusion.loss(self.net, x0, t, torch.randn_like(x0), labels)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}: lower module.lr or check the data")
+            raise NonFiniteError(f"training stopped at step {self.global_step}: the loss is {loss.item()}")
         self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    def on_before_optimizer_step(self, optimizer):
+        # A finite loss can still have infinite gradients; stepping on them would put NaN into the weights and into
+        # the next checkpoint, so that no good checkpoint would be left.
+        norm = torch.nn.utils.get_total_norm([p.grad for p in self.parameters() if p.grad is not None])
+        if not torch.isfinite(norm):
+            raise NonFiniteError(f"training stopped at step {self.global_step}: the gradient norm is {norm.item()}")
+
+    def on_save_checkpoint(self, checkpoint):
+        # Lightning does not save the generators; without them a resumed run draws other t and noise.
+        checkpoint["rng_states"] = rng_states(self.device)
+
+    def on_load_checkpoint(self, checkpoint):
+        self._resumed_rng = checkpoint.get("rng_states")
+
+    def on_train_start(self):
+        # Restored here rather than on load: the sanity-check validation runs in between.
+        if self._resumed_rng is not None:
+            set_rng_states(self._resumed_rng, self.device)
+            self._resumed_rng = None
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         # Stopping through should_stop (rather than letting max_steps end the loop) makes Lightning run one last

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from ddpm.checkpoint import load_module
+from ddpm.cli import check_writable, save_run_config
 from ddpm.errors import ConfigError
 from ddpm.generate import cycling_labels, generate
 from ddpm.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
@@ -37,6 +38,8 @@ def sample(cfg: DictConfig) -> dict:
     """Writes samples.png and samples.pt (and, with trajectory=true, trajectory.png and trajectory.gif) into
     cfg.paths.output_dir; returns what it wrote."""
     check_request(cfg)
+    out = Path(cfg.paths.output_dir)
+    check_writable(out)
     sampler = instantiate(cfg.sampler)
     module = load_module(cfg.ckpt, ema=cfg.ema)
     T = module.diffusion.timesteps
@@ -51,6 +54,7 @@ def sample(cfg: DictConfig) -> dict:
     if cfg.digit is not None and not conditional:
         raise ConfigError(f"digit={cfg.digit} needs class-conditional sampling: drop digit= or unconditional=true")
 
+    save_run_config(cfg)
     module.to(resolve_device(cfg.device))
     labels = cycling_labels(cfg.n, cfg.digit) if conditional else None
     log.info(f"sampling {cfg.n} images with {sampler} (T={T}), guidance {cfg.guidance}, seed {cfg.seed} on {module.device}")
@@ -67,8 +71,6 @@ def sample(cfg: DictConfig) -> dict:
         progress=lambda steps: tqdm(steps, desc="sampling", unit="step"),
     )
 
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = {"grid": save_grid(result.images, out / "samples.png", cfg.nrow), "samples": out / "samples.pt"}
     torch.save(
         {"images": to_pixels(result.images).cpu(), "labels": labels if labels is not None else torch.full((cfg.n,), -1)},

@@ -52,9 +52,12 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
 
 @pytest.fixture
 def synthetic_mnist(tmp_path) -> Path:
+    return make_synthetic_mnist(tmp_path / "synthetic")
+
+
+def make_synthetic_mnist(root: Path) -> Path:
     """A tiny MNIST-shaped folder: 300 training and 100 test images of class-dependent blobs."""
     rng = np.random.default_rng(0)
-    root = tmp_path / "synthetic"
     raw = root / "MNIST" / "raw"
     for prefix, n in (("train", 300), ("t10k", 100)):
         labels = np.arange(n) % 10

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,18 +97,102 @@ def test_sample_one_digit_with_trajectory(sweep, tmp_path):
     ],
 )
 def test_sample_bad_input_is_one_line(sweep, tmp_path, args, message):
-    proc = run("sample.py", f"ckpt={ckpt_of(sweep)}", *args, f"hydra.run.dir={tmp_path / 'out'}", check=False)
+    assert_refused(run("sample.py", f"ckpt={ckpt_of(sweep)}", *args, f"hydra.run.dir={tmp_path / 'out'}", check=False), message)
+    assert not (tmp_path / "out").exists()  # not even the empty run folder
+
+
+def assert_refused(proc: subprocess.CompletedProcess, message: str) -> None:
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith(message)
-    assert not (tmp_path / "out" / "samples.pt").exists()
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def unconditional_ckpt(tmp_path_factory, sweep):
+    """The sweep's checkpoint turned unconditional: the class embedding dropped, num_classes=0."""
+    checkpoint = torch.load(ckpt_of(sweep), weights_only=True)
+    checkpoint["hyper_parameters"]["net"]["num_classes"] = 0
+    for key in ("state_dict", "current_model_state"):
+        checkpoint[key] = {k: v for k, v in checkpoint[key].items() if "class_emb" not in k}
+    path = tmp_path_factory.mktemp("uncond") / "uncond.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_sample_bad_checkpoints_are_one_line(sweep, unconditional_ckpt, tmp_path):
+    truncated, text, mismatched = tmp_path / "truncated.ckpt", tmp_path / "notes.txt", tmp_path / "mismatched.ckpt"
+    truncated.write_bytes(ckpt_of(sweep).read_bytes()[:5000])
+    text.write_text("not a checkpoint\n")
+    checkpoint = torch.load(ckpt_of(sweep), weights_only=True)
+    checkpoint["hyper_parameters"]["net"]["channels"] = 16
+    torch.save(checkpoint, mismatched)
+    cases = [
+        ([f"ckpt={truncated}"], "it is truncated or not a PyTorch file"),
+        ([f"ckpt={text}"], "it is truncated or not a PyTorch file"),
+        ([f"ckpt={mismatched}"], "does not match its own model config"),
+        ([f"ckpt={unconditional_ckpt}", "guidance=2"], "needs a class-conditional model"),
+        ([f"ckpt={ckpt_of(sweep)}", "sampler=euler"], "sampler=euler is unknown: use one of ddim, ddpm"),
+        ([f"ckpt={ckpt_of(sweep)}", f"hydra.run.dir={text}/run"], f"output folder {text}/run cannot be written"),
+    ]
+    for args, message in cases:
+        assert_refused(run("sample.py", f"hydra.run.dir={tmp_path / 'out'}", *args, check=False), message)
+        assert not (tmp_path / "out").exists()
 
 
 def test_missing_checkpoint(tmp_path):
-    proc = run("sample.py", f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path}", check=False)
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert_refused(run("sample.py", f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'out'}", check=False), "does not exist")
+    assert not (tmp_path / "out").exists()
 
 
-def test_ddp_on_two_cpu_processes(tmp_path, data_root):
+def test_train_unknown_group_option_is_one_line(tmp_path):
+    assert_refused(run("train.py", "schedule=cosin", f"hydra.run.dir={tmp_path / 'out'}", check=False),
+                   "schedule=cosin is unknown: use one of cosine, linear, sigmoid")
+    assert not (tmp_path / "out").exists()
+
+
+def event_files(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
+
+
+def logged_steps(event_file: Path) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    return [e.step for e in EventAccumulator(str(event_file), size_guidance={"scalars": 0}).Reload().Scalars("train/loss")]
+
+
+def test_killed_run_resumes_in_its_own_folder(tmp_path, data_root):
+    """kill -9 in the middle of a run, then `train.py resume=<run folder>` with nothing else on the command line."""
+    out = tmp_path / "run"
+    args = [*FAST, "trainer.max_steps=24", "trainer.val_check_interval=12", "trainer.log_every_n_steps=1",
+            "callbacks.periodic_checkpoint.every_n_train_steps=4", "callbacks.sample_grid=null", f"data.root={data_root}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={out}"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.monotonic() + 300
+        while not (last.exists() and torch.load(last, weights_only=True)["global_step"] >= 8):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+            time.sleep(0.2)
+    finally:
+        proc.kill()  # SIGKILL: no clean-up of any kind
+        proc.wait()
+    resumed_from = torch.load(last, weights_only=True)["global_step"]
+    assert 8 <= resumed_from < 24 and len(event_files(out)) == 1
+
+    run("train.py", f"resume={out}")
+    final = torch.load(last, weights_only=True)
+    assert final["global_step"] == 24
+    assert int(final["averaging_state"]["n_averaged"]) == 24  # the EMA went on, it did not start again
+    assert final["lr_schedulers"][0]["last_epoch"] == 24
+    files = event_files(out)  # the same TensorBoard run, one more event file
+    assert len(files) == 2 and logged_steps(files[1]) == list(range(resumed_from, 24))
+    assert not list(out.rglob("*.partial"))
+
+
+def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, data_root, sweep):
+    """Rank 0 alone writes checkpoints; the run resumes into two processes and its loss goes the way the
+    single-process run's does."""
     out = tmp_path / "ddp"
     proc = run("train.py", "trainer=ddp", "trainer.devices=2", *FAST, f"data.root={data_root}", f"hydra.run.dir={out}")
     log = proc.stdout + proc.stderr
@@ -115,6 +200,17 @@ def test_ddp_on_two_cpu_processes(tmp_path, data_root):
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4
     assert (out / "grids" / "step_000004.png").is_file()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt", "step_000004.ckpt"]
+
+    proc = run("train.py", f"resume={out}", "trainer.max_steps=8", "trainer.val_check_interval=4")
+    log = proc.stdout + proc.stderr
+    assert "Restored all states from the checkpoint" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
+    resumed = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == 8 and int(resumed["averaging_state"]["n_averaged"]) == 8
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt", "step_000008.ckpt"]
+    single = torch.load(ckpt_of(sweep), weights_only=True)  # the same config on one process, 4 steps
+    val = lambda c: next(float(s["best_model_score"]) for k, s in c["callbacks"].items() if "val/loss" in k)  # noqa: E731
+    assert val(resumed) < val(ckpt) and val(ckpt) == pytest.approx(val(single), rel=0.05)
 
 
 def test_ddp_under_multirun_is_refused(tmp_path, data_root):

@@ -1,0 +1,163 @@
+"""Faults: resuming reproduces the uninterrupted run, numerical blow-ups stop cleanly, checkpoints are written
+atomically and read without unpickling objects, and bad configs are refused before anything is written."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY, compose_train, make_synthetic_mnist
+from ddpm.checkpoint import CheckpointError, load_checkpoint
+from ddpm.cli import user_error
+from ddpm.data import MNISTFileError
+from ddpm.errors import ConfigError
+from ddpm.module import NonFiniteError
+from ddpm.train import train
+
+STEPS = 20
+RUN = [
+    *TINY,
+    "data.check_md5=false",
+    "callbacks.sample_grid=null",
+    "data.train_size=128",
+    "data.batch_size=16",
+    f"trainer.max_steps={STEPS}",
+    "trainer.val_check_interval=10",
+    "trainer.log_every_n_steps=1",
+    "module.warmup_steps=5",
+    # keep every periodic checkpoint, to resume from one of the middle
+    "callbacks.periodic_checkpoint.every_n_train_steps=7",
+    "callbacks.periodic_checkpoint.save_top_k=-1",
+    "callbacks.periodic_checkpoint.filename='at_{step:03d}'",
+    "+callbacks.periodic_checkpoint.auto_insert_metric_name=false",
+]
+
+
+def train_losses(run) -> dict[int, float]:
+    """train/loss by step, from all event files of the run's TensorBoard folder."""
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    return {e.step: e.value for e in events.Scalars("train/loss")}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_synthetic_mnist(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data):
+    run = tmp_path_factory.mktemp("uninterrupted")
+    train(compose_train(run, [*RUN, f"data.root={data}"]))
+    return run
+
+
+def test_same_seed_same_losses_and_weights(uninterrupted, data, tmp_path):
+    train(compose_train(tmp_path, [*RUN, f"data.root={data}"]))
+    first, second = train_losses(uninterrupted), train_losses(tmp_path)
+    assert len(first) == STEPS and first == second  # bitwise: the same floats
+    a, b = (load_checkpoint(run / "checkpoints" / "last.ckpt") for run in (uninterrupted, tmp_path))
+    for key in ("state_dict", "current_model_state"):
+        assert all(torch.equal(a[key][name], b[key][name]) for name in a[key])
+
+
+def test_resumed_run_continues_the_uninterrupted_one(uninterrupted, data, tmp_path):
+    """Resumed from the step-7 checkpoint (mid-epoch: 8 batches per epoch), it must see the same batches, noise and
+    timesteps, learning rate and EMA as the run that never stopped."""
+    start = uninterrupted / "checkpoints" / "at_007.ckpt"
+    assert load_checkpoint(start)["global_step"] == 7
+    train(compose_train(tmp_path, [*RUN, f"data.root={data}", f"ckpt_path={start}"]))
+    expected, resumed = train_losses(uninterrupted), train_losses(tmp_path)
+    assert sorted(resumed) == list(range(7, STEPS))  # logged at the step count before each update
+    assert resumed == pytest.approx({step: expected[step] for step in resumed}, rel=1e-5, abs=1e-6)
+    a, b = (load_checkpoint(run / "checkpoints" / "last.ckpt") for run in (uninterrupted, tmp_path))
+    assert a["global_step"] == b["global_step"] == STEPS
+    assert a["averaging_state"]["n_averaged"] == b["averaging_state"]["n_averaged"] == STEPS  # one EMA, never restarted
+    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"]
+    for key in ("state_dict", "current_model_state"):  # EMA and raw weights
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_with_another_model_config_is_refused(uninterrupted, data, tmp_path):
+    start = uninterrupted / "checkpoints" / "last.ckpt"
+    cfg = compose_train(tmp_path / "run", [*RUN, f"data.root={data}", f"ckpt_path={start}", "model.channels=16"])
+    with pytest.raises(CheckpointError, match=r"trained with another config \(model\.channels: checkpoint 12, this run 16\)"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(data, tmp_path):
+    # An absurd learning rate: the first update makes the weights ~1e28, the next loss overflows.
+    cfg = compose_train(tmp_path, [*RUN, f"data.root={data}", "module.lr=1e30", "module.warmup_steps=1",
+                                   "callbacks.periodic_checkpoint.every_n_train_steps=1"])
+    with pytest.raises(NonFiniteError, match=r"training stopped at step 1: the loss is (inf|nan);.*at_001\.ckpt \(step 1\) is kept"):
+        train(cfg)
+    kept = load_checkpoint(tmp_path / "checkpoints" / "at_001.ckpt")
+    assert kept["global_step"] == 1
+    assert all(torch.isfinite(w).all() for w in kept["current_model_state"].values())
+
+
+def test_kill_during_saves_never_leaves_a_broken_checkpoint(tmp_path):
+    """A process that keeps rewriting one 16 MB checkpoint is killed at once: the file must load whole."""
+    path = tmp_path / "last.ckpt"
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from ddpm.checkpoint import AtomicCheckpointIO
+        io = AtomicCheckpointIO()
+        for step in range(1000):
+            io.save_checkpoint({{"global_step": step, "w": torch.full((4_000_000,), float(step))}}, {str(path)!r})
+            if step == 0:
+                print("saved", flush=True)
+    """)
+    for _ in range(2):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "saved"
+        subprocess.run(["sleep", "0.3"])
+        proc.kill()
+        proc.wait()
+        checkpoint = torch.load(path, weights_only=True)
+        assert checkpoint["w"].shape == (4_000_000,) and bool((checkpoint["w"] == checkpoint["global_step"]).all())
+
+
+class Payload:
+    """Unpickling this creates a file: what a malicious checkpoint would do with os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_malicious_checkpoint_is_refused_without_running_it(uninterrupted, data, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    checkpoint = torch.load(uninterrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    torch.save({**checkpoint, "payload": Payload(marker)}, evil)
+    with pytest.raises(CheckpointError, match="refused: it holds objects other than tensors and plain data"):
+        load_checkpoint(evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        train(compose_train(tmp_path / "run", [*RUN, f"data.root={data}", f"ckpt_path={evil}"]))
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        (["schedule.timesteps=1"], ConfigError, "schedule.timesteps=1 is invalid: use an integer >= 2"),
+        (["schedule.beta_start=0.03"], ConfigError, "linear schedule needs 0 < beta_start < beta_end < 1"),
+        (["schedule=cosine", "schedule.s=0"], ConfigError, "cosine schedule needs s > 0"),
+        (["data.batch_size=200"], ConfigError, "data.batch_size=200 is larger than the 128 training images"),
+        (["ckpt_path=/nonexistent.ckpt"], CheckpointError, "checkpoint /nonexistent.ckpt does not exist"),
+        (["resume=/nonexistent"], CheckpointError, "resume=/nonexistent has no checkpoints/last.ckpt"),
+        (["data.root=/nonexistent", "data.download=false"], MNISTFileError, "train-images-idx3-ubyte.gz is missing"),
+    ],
+)
+def test_bad_config_is_refused_before_anything_is_written(data, tmp_path, overrides, error, message):
+    with pytest.raises(Exception) as raised:
+        train(compose_train(tmp_path / "run", [*RUN, f"data.root={data}", *overrides]))
+    cause = user_error(raised.value)
+    assert isinstance(cause, error) and message in str(cause)
+    assert not (tmp_path / "run").exists()
