@@ -109,3 +109,7 @@ def test_compare_writes_report(judge, mnist, two_seeds, tmp_path):
     assert len(summary) == 6 and all(entry["seeds"] == 2 and "fid_std" in entry for entry in summary)
     report = (tmp_path / "report.md").read_text()
     assert "real-vs-real floor" in report and "Mean and spread over seeds" in report
+    # Scores are cached in each run folder, so a later report over more runs samples only what is new.
+    for run in runs:
+        cached = json.loads((two_seeds / run / "scores.json").read_text())
+        assert len(cached) == 6 and all("fid" in scores for scores in cached.values())
