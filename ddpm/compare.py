@@ -68,12 +68,13 @@ def seed_group(run: Path) -> str:
 
 class ScoreCache:
     """Scores already measured for a run, kept in the run folder: a report over more runs, or with more step
-    counts, samples only what is new. Keyed by everything that changes a score, the classifier file included."""
+    counts, samples only what is new. Keyed by everything that changes a score: the checkpoint and the
+    classifier files (by modification time), n and the seed."""
 
-    def __init__(self, path: Path, cfg: DictConfig):
+    def __init__(self, path: Path, cfg: DictConfig, checkpoint: Path):
         self.path = path
-        classifier = Path(cfg.classifier)
-        self.prefix = f"n{cfg.n}-seed{cfg.seed}-judge{classifier.stat().st_mtime_ns if classifier.exists() else 0}"
+        version = lambda file: Path(file).stat().st_mtime_ns if Path(file).exists() else 0  # noqa: E731
+        self.prefix = f"ckpt{version(checkpoint)}-judge{version(cfg.classifier)}-n{cfg.n}-seed{cfg.seed}"
         self.entries = json.loads(path.read_text()) if path.exists() else {}
 
     def _key(self, sampler: str, steps: int, guidance: float) -> str:
@@ -236,7 +237,7 @@ def compare(cfg: DictConfig) -> Path:
         rows = []
         for run, module in modules.items():
             T = module.diffusion.timesteps
-            cache = ScoreCache(run / "scores.json", cfg)
+            cache = ScoreCache(run / "scores.json", cfg, run / "checkpoints" / "last.ckpt")
             for steps in sorted({s for s in cfg.steps if s <= T} | ({T} if cfg.add_T else set())):
                 for sampler_name in cfg.samplers:
                     for guidance in cfg.guidance:
