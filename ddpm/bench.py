@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ddpm.cli import ROOT, run_app
 from ddpm.data import MNISTDataModule
 from ddpm.diffusion import GaussianDiffusion
+from ddpm.sample import resolve_device
 from ddpm.schedules import CosineSchedule
 from ddpm.samplers import guided_output
 from ddpm.unet import sinusoidal_embedding
@@ -154,7 +155,7 @@ def data_seconds_per_batch(cfg) -> float:
 
 def bench(cfg: DictConfig) -> dict:
     torch.manual_seed(0)
-    device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(cfg.device)
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
