@@ -183,7 +183,11 @@ def bench(cfg: DictConfig) -> dict:
         result["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
     models = result["models"]
     if "reference" in models and "small" in models:
-        result["small_vs_reference_train_speedup"] = models["small"]["fp32"]["train_images_per_s"] / models["reference"]["fp32"]["train_images_per_s"]
+        # Like for like: one ratio per variant measured on both (variant_models=[small,reference]).
+        both = [v for v in cfg.variants if v in models["small"] and v in models["reference"]]
+        result["small_vs_reference_train_speedup"] = {
+            v: models["small"][v]["train_images_per_s"] / models["reference"][v]["train_images_per_s"] for v in both
+        }
     text = json.dumps(result, indent=2)
     print(text)
     out = Path(cfg.out)

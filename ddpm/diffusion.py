@@ -3,6 +3,7 @@
     forward:    q(x_t | x_0)        = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)
     posterior:  q(x_{t-1} | x_t, x_0) = N(mu~_t(x_t, x_0), beta~_t I)
     model:      predicts eps (default), x_0, or v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 (Salimans & Ho 2022)
+    loss:       mean squared error of that prediction, optionally min-SNR-gamma weighted (Hang et al. 2023)
 """
 
 import torch
@@ -20,10 +21,12 @@ def extract(values: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 class GaussianDiffusion(nn.Module):
-    def __init__(self, schedule: NoiseSchedule, prediction: str = "eps"):
+    def __init__(self, schedule: NoiseSchedule, prediction: str = "eps", min_snr_gamma: float | None = None):
         super().__init__()
         if prediction not in PREDICTIONS:
             raise ConfigError(f"unknown prediction target {prediction!r}: use one of {', '.join(PREDICTIONS)}")
+        if min_snr_gamma is not None and not min_snr_gamma > 0:
+            raise ConfigError(f"module.min_snr_gamma={min_snr_gamma} must be positive (5 is the paper's), or null for none")
         self.schedule = schedule
         self.prediction = prediction
         self.timesteps = schedule.timesteps
@@ -33,10 +36,23 @@ class GaussianDiffusion(nn.Module):
         buffers = {
             "sqrt_alphas_cumprod": alphas_cumprod.sqrt(),
             "sqrt_one_minus_alphas_cumprod": (1 - alphas_cumprod).sqrt(),
+            "loss_weight": self._loss_weight(alphas_cumprod, prediction, min_snr_gamma),
         }
         for name, value in buffers.items():
             # Not persistent: they are a pure function of the schedule, which the checkpoint's config rebuilds.
             self.register_buffer(name, value.to(torch.float32), persistent=False)
+
+    @staticmethod
+    def _loss_weight(alphas_cumprod: torch.Tensor, prediction: str, min_snr_gamma: float | None) -> torch.Tensor:
+        """Per-timestep weight that turns each parameterisation's MSE into min(SNR, gamma) times the x0 error.
+
+        Unweighted eps-MSE equals SNR times the x0 error, so the nearly clean steps dominate the gradient; capping
+        SNR at gamma balances the noise levels and speeds up convergence (Hang et al. 2023, eq. 8)."""
+        if min_snr_gamma is None:
+            return torch.ones_like(alphas_cumprod)
+        snr = alphas_cumprod / (1 - alphas_cumprod)
+        x0_error_per_target = {"eps": snr, "x0": torch.ones_like(snr), "v": snr + 1}[prediction]
+        return snr.clamp(max=min_snr_gamma) / x0_error_per_target
 
     def _coef(self, name: str, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return extract(getattr(self, name), t, x.ndim)
@@ -53,10 +69,15 @@ class GaussianDiffusion(nn.Module):
             return x0
         return self._coef("sqrt_alphas_cumprod", t, x0) * noise - self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * x0
 
-    def loss(self, model: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, labels=None, reduce=True):
-        """Mean squared error between the network output and its target; per-sample when reduce=False."""
+    def loss(self, model: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, labels=None, reduce=True,
+             weighted=True):
+        """Mean squared error between the network output and its target, times the min-SNR weight unless
+        weighted=False (validation reports the plain error, comparable across weightings); per-sample when
+        reduce=False."""
         x_t = self.q_sample(x0, t, noise)
         per_sample = (model(x_t, t, labels) - self.target(x0, noise, t)).pow(2).flatten(1).mean(1)
+        if weighted:
+            per_sample = per_sample * self.loss_weight[t]
         return per_sample.mean() if reduce else per_sample
 
     def split_prediction(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):

@@ -1,5 +1,6 @@
-"""A compact UNet for 28x28 images: 28 -> 14 -> 7 and back, residual blocks with GroupNorm, a sinusoidal time
-embedding plus a class embedding whose extra row is the "null" class of classifier-free guidance."""
+"""A compact UNet for 28x28 images: 28 -> 14 -> 7 and back (or 14 -> 7 on 2x2 patches), residual blocks with
+GroupNorm, a sinusoidal time embedding plus a class embedding whose extra row is the "null" class of
+classifier-free guidance."""
 
 import math
 
@@ -65,8 +66,14 @@ class SelfAttention(nn.Module):
 
 
 class UNet(nn.Module):
-    """channels * channel_mults[i] feature maps at level i (28, 14, 7 pixels); `attention` adds self-attention
-    at the 7x7 level (in the middle block and the blocks of that level). num_classes=0 makes it unconditional."""
+    """channels * channel_mults[i] feature maps at level i, each level half the size of the one before;
+    `attention` adds self-attention at the last level (in the middle block and the blocks of that level).
+    num_classes=0 makes it unconditional.
+
+    patch_size=2 folds each 2x2 pixel patch into channels before the first convolution (and unfolds the output):
+    the network then starts at 14x14. On a CPU, convolutions over few channels at full resolution use the cores
+    worst (their backward pass most of all); the patched `small` trains 2.1x faster than the full-resolution one
+    of the same size (README, "Speed")."""
 
     def __init__(
         self,
@@ -77,10 +84,18 @@ class UNet(nn.Module):
         num_classes: int = 10,
         dropout: float = 0.0,
         in_channels: int = 1,
+        patch_size: int = 1,
+        image_size: int = 28,
     ):
         super().__init__()
-        if len(channel_mults) != 3:
-            raise ConfigError(f"model.channel_mults={list(channel_mults)} must have 3 entries (28, 14 and 7 pixels)")
+        if patch_size < 1 or image_size % patch_size:
+            raise ConfigError(f"model.patch_size={patch_size} must divide the image size {image_size}: use 1 or 2")
+        top = image_size // patch_size
+        if not channel_mults or top % 2 ** (len(channel_mults) - 1):
+            raise ConfigError(
+                f"model.channel_mults={list(channel_mults)} halves {top}x{top} feature maps {len(channel_mults) - 1} times, "
+                f"which needs a size divisible by {2 ** (len(channel_mults) - 1)}: use fewer levels"
+            )
         self.num_classes = num_classes
         self.null_label = num_classes  # the extra embedding row, used when the label is dropped
         self.time_dim = channels
@@ -90,7 +105,9 @@ class UNet(nn.Module):
 
         widths = [channels * m for m in channel_mults]
         last = len(widths) - 1
-        self.stem = nn.Conv2d(in_channels, channels, 3, padding=1)
+        patch_channels = in_channels * patch_size**2
+        self.to_patches, self.from_patches = nn.PixelUnshuffle(patch_size), nn.PixelShuffle(patch_size)
+        self.stem = nn.Conv2d(patch_channels, channels, 3, padding=1)
 
         self.down = nn.ModuleList()
         skip_widths, ch = [channels], channels
@@ -114,7 +131,7 @@ class UNet(nn.Module):
                 # Convolve before upsampling: the same receptive field at a quarter of the cost.
                 self.up.append(nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.Upsample(scale_factor=2, mode="nearest")))
 
-        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, in_channels, 3, padding=1)))
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, patch_channels, 3, padding=1)))
 
     @staticmethod
     def _block(in_ch, out_ch, emb_dim, dropout, attention):
@@ -131,7 +148,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(t, labels)
-        h = self.stem(x)
+        h = self.stem(self.to_patches(x))
         skips = [h]
         for layer in self.down:
             h = self._run(layer, h, emb)
@@ -143,7 +160,7 @@ class UNet(nn.Module):
                 h = self._run(layer, torch.cat([h, skips.pop()], dim=1), emb)
             else:
                 h = layer(h)
-        return self.out(h)
+        return self.from_patches(self.out(h))
 
     @staticmethod
     def _run(layer, h, emb):

@@ -69,11 +69,12 @@ def make_synthetic_mnist(root: Path) -> Path:
     return root
 
 
-def compose_train(output_dir: Path, overrides: list[str] = ()):
-    """The training config as `python train.py <overrides>` composes it, writing into output_dir."""
+def compose_train(output_dir: Path, overrides: list[str] = (), config_name: str = "train"):
+    """The training config (or another of conf/) as `python train.py <overrides>` composes it, writing into
+    output_dir."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
@@ -89,7 +90,6 @@ TINY = [
     "trainer.val_check_interval=3",
     "trainer.num_sanity_val_steps=0",
     "trainer.enable_progress_bar=false",
-    "callbacks.progress_bar=null",
     "data.train_size=256",
     "data.val_size=64",
     "data.batch_size=32",

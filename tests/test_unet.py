@@ -6,6 +6,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+from ddpm.errors import ConfigError
 from ddpm.unet import UNet
 
 MODELS = Path(__file__).resolve().parents[1] / "conf" / "model"
@@ -56,3 +57,25 @@ def test_time_embedding_matters():
     net = randomised(UNet(channels=8))
     x = torch.randn(1, 1, 28, 28)
     assert not torch.allclose(net(x, torch.tensor([10])), net(x, torch.tensor([900])))
+
+
+def test_patch_size_two_runs_the_network_at_14_pixels():
+    net = randomised(UNet(channels=8, channel_mults=(1, 2), patch_size=2))
+    sizes = []
+    net.stem.register_forward_hook(lambda module, args, out: sizes.append(out.shape[-1]))
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 400])
+    out = net(x, t)
+    assert out.shape == x.shape and sizes == [14]
+    # Pixels of one patch are separate channels, so the network can tell them apart.
+    swapped = x.clone()
+    swapped[..., 0::2, 0::2], swapped[..., 1::2, 1::2] = x[..., 1::2, 1::2], x[..., 0::2, 0::2]
+    assert not torch.allclose(net(swapped, t), out)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [(dict(patch_size=3), "patch_size=3 must divide"), (dict(patch_size=2, channel_mults=(1, 2, 2)), "use fewer levels")],
+)
+def test_shapes_that_do_not_halve_evenly_are_refused(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        UNet(channels=8, **kwargs)
