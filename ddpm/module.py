@@ -102,16 +102,30 @@ class DiffusionModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         # Lightning does not save the generators; without them a resumed run draws other t and noise.
-        checkpoint["rng_states"] = rng_states(self.device)
+        states = rng_states(self.device)
+        if self.trainer.world_size > 1:
+            # Every rank calls this hook; rank 0 writes one row per rank (NCCL gathers CUDA tensors only).
+            states = {k: self.all_gather(v.to(self.device)).cpu() for k, v in states.items()}
+        checkpoint["rng_states"] = states
 
     def on_load_checkpoint(self, checkpoint):
         self._resumed_rng = checkpoint.get("rng_states")
 
     def on_train_start(self):
         # Restored here rather than on load: the sanity-check validation runs in between.
-        if self._resumed_rng is not None:
-            set_rng_states(self._resumed_rng, self.device)
-            self._resumed_rng = None
+        states, self._resumed_rng = self._resumed_rng, None
+        world, rank = self.trainer.world_size, self.global_rank
+        per_rank = states is not None and states["cpu"].ndim == 2
+        # clone(): torch.set_rng_state crashes on a row view of a stacked tensor (a non-zero storage offset).
+        if per_rank and len(states["cpu"]) == world:
+            set_rng_states({k: v[rank].clone() for k, v in states.items()}, self.device)
+            return
+        if states is not None:
+            set_rng_states({k: v[0].clone() for k, v in states.items()} if per_rank else states, self.device)
+        if world > 1:
+            # All ranks start from the same seed (or from one saved state): without this they would draw the same
+            # t and noise for their different images, which wastes most of the extra batch's noise samples.
+            torch.manual_seed(int(torch.randint(2**62, ())) + rank)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         # Stopping through should_stop (rather than letting max_steps end the loop) makes Lightning run one last

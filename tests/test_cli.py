@@ -199,6 +199,8 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, data_root, sweep):
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4
+    rows = ckpt["rng_states"]["cpu"]  # one generator state per rank: the ranks draw different t and noise
+    assert rows.shape[0] == 2 and not torch.equal(rows[0], rows[1])
     assert (out / "grids" / "step_000004.png").is_file()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt", "step_000004.ckpt"]
 
@@ -207,6 +209,7 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, data_root, sweep):
     assert "Restored all states from the checkpoint" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
     resumed = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == 8 and int(resumed["averaging_state"]["n_averaged"]) == 8
+    assert not torch.equal(resumed["rng_states"]["cpu"][0], resumed["rng_states"]["cpu"][1])
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt", "step_000008.ckpt"]
     single = torch.load(ckpt_of(sweep), weights_only=True)  # the same config on one process, 4 steps
     val = lambda c: next(float(s["best_model_score"]) for k, s in c["callbacks"].items() if "val/loss" in k)  # noqa: E731
