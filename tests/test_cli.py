@@ -191,8 +191,8 @@ def test_killed_run_resumes_in_its_own_folder(tmp_path, data_root):
 
 
 def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, data_root, sweep):
-    """Rank 0 alone writes checkpoints; the run resumes into two processes and its loss goes the way the
-    single-process run's does."""
+    """Rank 0 alone writes checkpoints; the run resumes into two processes, ends with the weights of a run that was
+    never stopped, and its loss goes the way the single-process run's does."""
     out = tmp_path / "ddp"
     proc = run("train.py", "trainer=ddp", "trainer.devices=2", *FAST, f"data.root={data_root}", f"hydra.run.dir={out}")
     log = proc.stdout + proc.stderr
@@ -210,6 +210,13 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, data_root, sweep):
     resumed = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == 8 and int(resumed["averaging_state"]["n_averaged"]) == 8
     assert not torch.equal(resumed["rng_states"]["cpu"][0], resumed["rng_states"]["cpu"][1])
+    # Each rank continued its own generator: the same weights as 8 steps without a stop.
+    straight = tmp_path / "ddp_straight"
+    eight = [a for a in FAST if not a.startswith("trainer.max_steps=")] + ["trainer.max_steps=8"]
+    run("train.py", "trainer=ddp", "trainer.devices=2", *eight, f"data.root={data_root}", f"hydra.run.dir={straight}")
+    expected = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for name, value in expected.items():
+        torch.testing.assert_close(resumed["state_dict"][name], value, rtol=1e-5, atol=1e-6, msg=name)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt", "step_000008.ckpt"]
     single = torch.load(ckpt_of(sweep), weights_only=True)  # the same config on one process, 4 steps
     val = lambda c: next(float(s["best_model_score"]) for k, s in c["callbacks"].items() if "val/loss" in k)  # noqa: E731
