@@ -115,14 +115,14 @@ class DiffusionModule(L.LightningModule):
         # Restored here rather than on load: the sanity-check validation runs in between.
         states, self._resumed_rng = self._resumed_rng, None
         world, rank = self.trainer.world_size, self.global_rank
-        per_rank = states is not None and states["cpu"].ndim == 2
-        # clone(): torch.set_rng_state crashes on a row view of a stacked tensor (a non-zero storage offset).
-        if per_rank and len(states["cpu"]) == world:
-            set_rng_states({k: v[rank].clone() for k, v in states.items()}, self.device)
-            return
+        own_state = False
         if states is not None:
-            set_rng_states({k: v[0].clone() for k, v in states.items()} if per_rank else states, self.device)
-        if world > 1:
+            if states["cpu"].ndim == 2:  # one row per rank of a DDP run
+                own_state = len(states["cpu"]) == world
+                # clone(): torch.set_rng_state crashes on a row view of a stacked tensor (non-zero storage offset).
+                states = {k: v[rank if own_state else 0].clone() for k, v in states.items()}
+            set_rng_states(states, self.device)
+        if world > 1 and not own_state:
             # All ranks start from the same seed (or from one saved state): without this they would draw the same
             # t and noise for their different images, which wastes most of the extra batch's noise samples.
             torch.manual_seed(int(torch.randint(2**62, ())) + rank)
