@@ -14,6 +14,7 @@ import json
 import logging
 import platform
 import resource
+import statistics
 import time
 from pathlib import Path
 
@@ -89,13 +90,15 @@ def flops_per_image(model: nn.Module) -> float:
 
 
 def timed(fn, repeats: int, warmup: int = 1) -> float:
-    """Mean seconds per call after `warmup` calls."""
+    """Median seconds per call after `warmup` calls: on a shared machine a mean is pulled by the odd slow call."""
     for _ in range(warmup):
         fn()
-    start = time.perf_counter()
+    seconds = []
     for _ in range(repeats):
+        start = time.perf_counter()
         fn()
-    return (time.perf_counter() - start) / repeats
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
 
 
 def prepare(model: nn.Module, variant: str, device: torch.device):

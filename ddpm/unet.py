@@ -73,7 +73,12 @@ class UNet(nn.Module):
     patch_size=2 folds each 2x2 pixel patch into channels before the first convolution (and unfolds the output):
     the network then starts at 14x14. On a CPU, convolutions over few channels at full resolution use the cores
     worst (their backward pass most of all); the patched `small` trains 2.1x faster than the full-resolution one
-    of the same size (README, "Speed")."""
+    of the same size (README, "Speed").
+
+    skip_stem_and_downsample=True skip-connects every down layer's output, the stem's and the downsamplers' too,
+    which takes num_res_blocks + 1 up blocks per level (Ho et al. 2020). False skip-connects only the res blocks'
+    outputs, with one up block per down block: the blocks it drops are the costliest (at the top level, reading
+    twice the channels), a third of `small`'s FLOPs."""
 
     def __init__(
         self,
@@ -86,6 +91,7 @@ class UNet(nn.Module):
         in_channels: int = 1,
         patch_size: int = 1,
         image_size: int = 28,
+        skip_stem_and_downsample: bool = True,
     ):
         super().__init__()
         if patch_size < 1 or image_size % patch_size:
@@ -109,8 +115,9 @@ class UNet(nn.Module):
         self.to_patches, self.from_patches = nn.PixelUnshuffle(patch_size), nn.PixelShuffle(patch_size)
         self.stem = nn.Conv2d(patch_channels, channels, 3, padding=1)
 
+        self.skip_stem_and_downsample = skip_stem_and_downsample
         self.down = nn.ModuleList()
-        skip_widths, ch = [channels], channels
+        skip_widths, ch = [channels] if skip_stem_and_downsample else [], channels
         for level, width in enumerate(widths):
             for _ in range(num_res_blocks):
                 self.down.append(self._block(ch, width, emb_dim, dropout, attention and level == last))
@@ -118,13 +125,14 @@ class UNet(nn.Module):
                 skip_widths.append(ch)
             if level != last:
                 self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
-                skip_widths.append(ch)
+                if skip_stem_and_downsample:
+                    skip_widths.append(ch)
 
         self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), *( [SelfAttention(ch)] if attention else []), ResBlock(ch, ch, emb_dim, dropout)])
 
         self.up = nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
-            for _ in range(num_res_blocks + 1):
+            for _ in range(num_res_blocks + skip_stem_and_downsample):
                 self.up.append(self._block(ch + skip_widths.pop(), width, emb_dim, dropout, attention and level == last))
                 ch = width
             if level != 0:
@@ -149,10 +157,11 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(t, labels)
         h = self.stem(self.to_patches(x))
-        skips = [h]
+        skips = [h] if self.skip_stem_and_downsample else []
         for layer in self.down:
             h = self._run(layer, h, emb)
-            skips.append(h)
+            if self.skip_stem_and_downsample or isinstance(layer, nn.ModuleList):
+                skips.append(h)
         for layer in self.mid:
             h = layer(h, emb)
         for layer in self.up:

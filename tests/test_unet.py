@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from ddpm.errors import ConfigError
-from ddpm.unet import UNet
+from ddpm.unet import ResBlock, UNet
 
 MODELS = Path(__file__).resolve().parents[1] / "conf" / "model"
 
@@ -70,6 +70,19 @@ def test_patch_size_two_runs_the_network_at_14_pixels():
     swapped = x.clone()
     swapped[..., 0::2, 0::2], swapped[..., 1::2, 1::2] = x[..., 1::2, 1::2], x[..., 0::2, 0::2]
     assert not torch.allclose(net(swapped, t), out)
+
+
+@pytest.mark.parametrize("mults, blocks, patch", [((1, 2, 2), 1, 1), ((1, 2), 2, 1), ((1, 1), 1, 2)])
+def test_skips_from_res_blocks_only_drop_one_up_block_per_level(mults, blocks, patch):
+    shape = dict(channels=8, channel_mults=mults, num_res_blocks=blocks, patch_size=patch)
+    every, lean = UNet(**shape), randomised(UNet(**shape, skip_stem_and_downsample=False))
+    up_blocks = lambda net: sum(isinstance(m, ResBlock) for m in net.up.modules())  # noqa: E731
+    assert up_blocks(every) == len(mults) * (blocks + 1) and up_blocks(lean) == len(mults) * blocks
+    x = torch.randn(2, 1, 28, 28)
+    assert lean(x, torch.tensor([3, 400])).shape == x.shape
+    # The deepest up block reads the middle's output and the deepest down block's, of the same width.
+    first_up = next(layer for layer in lean.up if isinstance(layer, nn.ModuleList))[0]
+    assert first_up.conv1.in_channels == 2 * lean.mid[-1].conv2.out_channels
 
 
 @pytest.mark.parametrize(
