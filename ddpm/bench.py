@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ddpm.cli import ROOT, run_app
 from ddpm.data import MNISTDataModule
 from ddpm.diffusion import GaussianDiffusion
-from ddpm.sample import resolve_device
+from ddpm.runtime import resolve_device
 from ddpm.schedules import CosineSchedule
 from ddpm.samplers import guided_output
 from ddpm.unet import sinusoidal_embedding

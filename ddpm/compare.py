@@ -1,12 +1,15 @@
-"""Compare runs side by side in one self-contained report (report.md + PNGs + metrics.csv/json):
+"""Compare runs side by side in one report: report.md, results.csv (one row per run, checkpoint, sampler, steps
+and guidance), summary.csv (mean and spread over seeds) and figures.
 
-    python -m ddpm.compare runs=outputs/train/multiruns/<date>     # every run folder inside
-    python -m ddpm.compare 'runs=[path/to/run_a,path/to/run_b]'
+    python -m ddpm.compare runs=outputs/train/multiruns/<date>_<time>     # every run folder inside
+    python -m ddpm.compare 'runs=[path/to/run_a,path/to/run_b]' points=quick
 
-It shows the loss curves (from the TensorBoard events), the schedules (alpha_bar and log SNR), validation loss
-per noise level, sample grids and denoising trajectories from the same noise and labels, and FID / class
-accuracy against the number of sampling steps for DDIM and DDPM at each guidance scale. Runs whose overrides
-differ only in `seed` are also summarised as mean and spread.
+Which points are scored is the `points` group (conf/points/): sampler, step counts, guidance scales, and
+whether at the last checkpoint only or also at the milestones (1/4, 1/2, 3/4 of the run). Runs are grouped into
+arms by schedule, loss, T and training budget; runs of one arm differ by seed. Every FID stands beside the
+real-vs-real floor at the same n, every KID has its spread, a second judge gives a second feature space, and
+each checkpoint gets its variational bound in bits/dim. Scores are cached in each run folder (scores.json), so
+a report over more runs or more points samples only what is new.
 """
 
 import csv
@@ -14,27 +17,89 @@ import json
 import logging
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import torch
-import yaml
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ddpm import plots
+from ddpm.checkpoint import load_checkpoint, load_module
 from ddpm.cli import run_app
-from ddpm.checkpoint import load_module
+from ddpm.data import load_mnist_split
 from ddpm.errors import ConfigError
-from ddpm.evaluate import build_scorer, score_sampler
 from ddpm.generate import generate
-from ddpm.images import grid, trajectory_strip
-from ddpm.sample import resolve_device
+from ddpm.images import grid
+from ddpm.likelihood import bits_per_dim
+from ddpm.runtime import resolve_device
 from ddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from ddpm.scoring import build_scorer, score_sampler
 
 log = logging.getLogger(__name__)
-SAMPLERS = {"ddim": DDIMSampler, "ddpm": lambda steps: DDPMSampler(steps=steps), "dpmpp": DPMSolverSampler}
+SAMPLERS = {
+    "ddim": lambda steps: DDIMSampler(steps),
+    "dpmpp": lambda steps: DPMSolverSampler(steps),
+    "ddpm": lambda steps: DDPMSampler(steps),  # posterior variance beta~_t
+    "ddpm_beta": lambda steps: DDPMSampler(steps, variance="beta"),  # sigma^2 = beta_t, as the original notebooks
+}
+RESULT_COLUMNS = ["run", "schedule", "loss", "T", "seed", "train_step", "sampler", "steps", "guidance", "n", "fid",
+                  "fid_floor", "kid", "kid_std", "class_accuracy", "bits_per_dim", "bits_per_dim_stderr",
+                  "fid_judge2", "fid_floor_judge2", "kid_judge2", "kid_std_judge2", "kid_floor", "kid_floor_judge2",
+                  "confidence", "class_entropy", "images_per_second", "budget"]
+SUMMARY_METRICS = ["fid", "kid", "class_accuracy", "fid_judge2", "kid_judge2", "bits_per_dim"]
+POINT_KEYS = {"sampler", "steps", "guidance", "checkpoints", "seeds"}
+
+
+@dataclass(frozen=True)
+class Point:
+    sampler: str
+    steps: int | str  # a number, or "T": all of the run's timesteps
+    guidance: float
+    checkpoints: str  # last | milestones
+    seeds: str  # all | first
+
+
+@dataclass
+class Run:
+    path: Path
+    schedule: str
+    loss: str
+    T: int
+    seed: int
+    budget: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def arm(self) -> str:
+        return f"{self.schedule}, {self.loss}, T={self.T}, {self.budget} steps"
+
+
+def expand_points(points) -> list[Point]:
+    """The configured point groups as single points; every value is checked before anything is sampled."""
+    expanded = []
+    for group in points:
+        unknown = set(group) - POINT_KEYS
+        if unknown:
+            raise ConfigError(f"points entry {dict(group)} has unknown keys {sorted(unknown)}: use {sorted(POINT_KEYS)}")
+        sampler = group.get("sampler")
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"points: sampler={sampler} is unknown: use one of {', '.join(SAMPLERS)}")
+        checkpoints, seeds = group.get("checkpoints", "last"), group.get("seeds", "all")
+        if checkpoints not in ("last", "milestones"):
+            raise ConfigError(f"points: checkpoints={checkpoints} is unknown: use last or milestones")
+        if seeds not in ("all", "first"):
+            raise ConfigError(f"points: seeds={seeds} is unknown: use all or first")
+        for steps in group.get("steps", [50]):
+            if steps != "T" and not (isinstance(steps, int) and steps >= 1):
+                raise ConfigError(f"points: steps={steps} is invalid: use a positive integer or T (all timesteps)")
+            for guidance in group.get("guidance", [2.0]):
+                if not (isinstance(guidance, (int, float)) and guidance >= 0):
+                    raise ConfigError(f"points: guidance={guidance} is invalid: use a number >= 0")
+                expanded.append(Point(sampler, steps, float(guidance), checkpoints, seeds))
+    return list(dict.fromkeys(expanded))
 
 
 def find_runs(runs) -> list[Path]:
@@ -51,6 +116,28 @@ def find_runs(runs) -> list[Path]:
     return found
 
 
+def describe(path: Path) -> Run:
+    """Schedule, loss, T, seed and budget of a run, from its saved config (else from its checkpoint)."""
+    config_file = path / ".hydra" / "config.yaml"
+    if config_file.exists():
+        config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
+        module, seed, budget = config["module"], config.get("seed", -1), config.get("trainer", {}).get("max_steps", -1)
+        schedule = config["schedule"]
+        prediction, gamma = module.get("prediction", "eps"), module.get("min_snr_gamma")
+    else:
+        hparams = load_checkpoint(path / "checkpoints" / "last.ckpt")["hyper_parameters"]
+        schedule, seed, budget = hparams["schedule"], -1, -1
+        prediction, gamma = hparams.get("prediction", "eps"), hparams.get("min_snr_gamma")
+    name = str(schedule["_target_"]).rsplit(".", 1)[-1].removesuffix("Schedule").lower()
+    loss = prediction if gamma is None else f"{prediction}, min-SNR-{gamma:g}"
+    return Run(path, name, loss, int(schedule.get("timesteps", 1000)), int(seed), int(budget))
+
+
+def checkpoints(run: Path, which: str) -> list[Path]:
+    last = [run / "checkpoints" / "last.ckpt"]
+    return last if which == "last" else sorted((run / "checkpoints").glob("milestone_step_*.ckpt")) + last
+
+
 def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -59,230 +146,231 @@ def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
-def seed_group(run: Path) -> str:
-    """The run's overrides without seed: runs with the same group differ only by seed."""
-    overrides_file = run / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else [run.name]
-    return " ".join(sorted(o for o in overrides if not o.lstrip("+").startswith("seed=") and not o.startswith("data.root="))) or "(defaults)"
-
-
 class ScoreCache:
-    """Scores already measured for a run, kept in the run folder: a report over more runs, or with more step
-    counts, samples only what is new. Keyed by everything that changes a score: the checkpoint and the
-    classifier files (by modification time), n and the seed."""
+    """Scores already measured for a run, in its folder; keyed by everything that changes a score: the checkpoint
+    and the judges (file and modification time), n, seed, batch size (the stochastic samplers' streams are per
+    batch) and the point."""
 
-    def __init__(self, path: Path, cfg: DictConfig, checkpoint: Path):
-        self.path = path
-        version = lambda file: Path(file).stat().st_mtime_ns if Path(file).exists() else 0  # noqa: E731
-        self.prefix = f"ckpt{version(checkpoint)}-judge{version(cfg.classifier)}-n{cfg.n}-seed{cfg.seed}"
-        self.entries = json.loads(path.read_text()) if path.exists() else {}
+    def __init__(self, run: Path, cfg: DictConfig):
+        self.path = run / "scores.json"
+        version = lambda file: f"{Path(file).name}@{Path(file).stat().st_mtime_ns}" if file and Path(file).exists() else "none"  # noqa: E731
+        self.judges = f"{version(cfg.classifier)}+{version(cfg.get('classifier2'))}"
+        self.version = version
+        self.settings = f"n{cfg.n}-seed{cfg.seed}-bs{cfg.batch_size}"
+        self.entries = json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def _key(self, sampler: str, steps: int, guidance: float) -> str:
-        return f"{self.prefix}-{sampler}-{steps}-w{guidance}"
+    def key(self, ckpt: Path, what: str) -> str:
+        return f"{self.version(ckpt)}|{self.judges}|{self.settings}|{what}"
 
-    def get(self, sampler: str, steps: int, guidance: float) -> dict | None:
-        return self.entries.get(self._key(sampler, steps, guidance))
+    def get(self, ckpt: Path, what: str) -> dict | None:
+        return self.entries.get(self.key(ckpt, what))
 
-    def put(self, sampler: str, steps: int, guidance: float, scores: dict) -> None:
-        self.entries[self._key(sampler, steps, guidance)] = scores
+    def put(self, ckpt: Path, what: str, value: dict) -> dict:
+        self.entries[self.key(ckpt, what)] = value
         self.path.write_text(json.dumps(self.entries, indent=1))
+        return value
 
 
-def smooth(values: list[float], weight: float = 0.9) -> list[float]:
-    out, last = [], values[0] if values else 0.0
-    for v in values:
-        last = weight * last + (1 - weight) * v
-        out.append(last)
-    return out
+def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, scorer, test_images, device) -> list[dict]:
+    """One row per (checkpoint, point) of this run; sampled and scored unless cached."""
+    cache = ScoreCache(run.path, cfg)
+    wanted = defaultdict(dict)  # checkpoint -> the points to score there, each (sampler, steps, guidance) once
+    for point in points:
+        if point.seeds == "all" or first:
+            for ckpt in checkpoints(run.path, point.checkpoints):
+                wanted[ckpt].setdefault((point.sampler, point.steps, point.guidance), point)
+    rows = []
+    for ckpt, ckpt_points in wanted.items():
+        module = None
+
+        def loaded():
+            nonlocal module
+            if module is None:
+                module = load_module(ckpt).to(device)
+            return module
+
+        meta = cache.get(ckpt, "meta") or cache.put(ckpt, "meta", {"train_step": int(load_checkpoint(ckpt)["global_step"])})
+        train_step = meta["train_step"]
+        nll = {}
+        if cfg.nll.n > 0:
+            what = f"bpd-n{cfg.nll.n}-draws{cfg.nll.draws}-{cfg.nll.variance}"
+            nll = cache.get(ckpt, what)
+            if nll is None:
+                m = loaded()
+                result = bits_per_dim(m.net, m.diffusion, test_images[: cfg.nll.n], draws=cfg.nll.draws,
+                                      variance=cfg.nll.variance, batch_size=cfg.batch_size, seed=cfg.seed, device=device)
+                nll = cache.put(ckpt, what, {"bits_per_dim": result["bits_per_dim"], "bits_per_dim_stderr": result["stderr"]})
+                log.info(f"{run.name} step {train_step}: {nll['bits_per_dim']:.4f} +- {nll['bits_per_dim_stderr']:.4f} bits/dim")
+        for point in ckpt_points.values():
+            what = f"{point.sampler}-{point.steps}-w{point.guidance:g}"
+            scores = cache.get(ckpt, what)
+            if scores is None:
+                m = loaded()
+                T = m.diffusion.timesteps
+                steps = T if point.steps == "T" else point.steps
+                if steps > T:
+                    continue  # a step count beyond this run's T (e.g. 1000-step points on a T = 300 run)
+                sampler = SAMPLERS[point.sampler](None if point.sampler.startswith("ddpm") and steps == T else steps)
+                with torch.inference_mode():
+                    scores = score_sampler(m, sampler, scorer, cfg.n, point.guidance if m.conditional else 0.0, cfg.seed,
+                                           cfg.batch_size)
+                cache.put(ckpt, what, scores)
+                log.info(f"{run.name} step {train_step} {what}: FID {scores['fid']:.2f} (floor {scores['fid_floor']:.2f}), "
+                         f"KID {scores['kid']:.4f}, accuracy {scores.get('class_accuracy', float('nan')):.3f}, "
+                         f"{scores['images_per_second']:.0f} img/s")
+            steps = run.T if point.steps == "T" else point.steps
+            rows.append({"run": run.name, "arm": run.arm, "schedule": run.schedule, "loss": run.loss, "T": run.T,
+                         "seed": run.seed, "budget": run.budget, "train_step": train_step, "sampler": point.sampler,
+                         "steps": steps, "guidance": point.guidance, "n": cfg.n, **nll, **scores})
+    return rows
 
 
-def plot_losses(runs, scalars, path: Path):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for run in runs:
-        for ax, tag, smoothing in ((axes[0], "train/loss", 0.95), (axes[1], "val/loss", 0.0)):
-            if scalars[run].get(tag):
-                steps, values = zip(*scalars[run][tag])
-                ax.plot(steps, smooth(list(values), smoothing), label=run.name, marker="o" if tag == "val/loss" else None, ms=3)
-    for ax, title in zip(axes, ("train/loss (smoothed)", "val/loss (fixed t and noise)")):
-        ax.set(title=title, xlabel="step", yscale="log")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_schedules(modules, path: Path):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    seen = set()
-    for name, module in modules.items():
-        schedule = module.diffusion.schedule
-        if repr(schedule) in seen:
-            continue
-        seen.add(repr(schedule))
-        u = (torch.arange(schedule.timesteps) + 1) / schedule.timesteps
-        axes[0].plot(u, schedule.alphas_cumprod, label=repr(schedule))
-        axes[1].plot(u, schedule.log_snr(), label=repr(schedule))
-    axes[0].set(title="alpha_bar(t)", xlabel="t / T")
-    axes[1].set(title="log SNR(t) = log(alpha_bar / (1 - alpha_bar))", xlabel="t / T")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_val_by_t(runs, scalars, path: Path):
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for run in runs:
-        buckets = sorted((tag, values[-1][1]) for tag, values in scalars[run].items() if tag.startswith("val_by_t/"))
-        if buckets:
-            mids = [sum(map(float, tag.split("/")[1].split("-"))) / 2 for tag, _ in buckets]
-            ax.plot(mids, [v for _, v in buckets], marker="o", ms=3, label=run.name)
-    ax.set(title="val loss per noise level (last validation)", xlabel="t / T", ylabel="loss", yscale="log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_pictures(pictures: dict[str, torch.Tensor], title: str, path: Path):
-    """Pictures (3 x H x W in [0, 1]) side by side, one per run, titled with the run's name."""
-    fig, axes = plt.subplots(1, len(pictures), figsize=(4 * len(pictures), 4.4), squeeze=False)
-    for ax, (name, picture) in zip(axes[0], pictures.items()):
-        ax.imshow(picture.permute(1, 2, 0).numpy())
-        ax.set_title(name, fontsize=7)
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_metric_vs_steps(rows, metric: str, path: Path):
-    samplers = sorted({r["sampler"] for r in rows})
-    fig, axes = plt.subplots(1, len(samplers), figsize=(6 * len(samplers), 4), squeeze=False)
-    for ax, sampler in zip(axes[0], samplers):
-        curves = defaultdict(list)
-        for r in rows:
-            if r["sampler"] == sampler and metric in r:
-                curves[(r["run"], r["guidance"])].append((r["steps"], r[metric]))
-        for (run, guidance), points in sorted(curves.items()):
-            steps, values = zip(*sorted(points))
-            ax.plot(steps, values, marker="o", ms=3, label=f"{run} w={guidance}")
-        ax.set(title=f"{metric} vs steps: {sampler}", xlabel="sampling steps", xscale="log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def seed_summary(rows, groups: dict[str, str]) -> list[dict]:
-    """Mean and standard deviation over runs that differ only by seed, per sampler, guidance and steps."""
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation over the seeds of each arm, per checkpoint step, sampler, steps and guidance."""
     cells = defaultdict(list)
     for r in rows:
-        cells[(groups[r["run"]], r["sampler"], r["guidance"], r["steps"])].append(r)
+        cells[(r["arm"], r["train_step"], r["sampler"], r["steps"], r["guidance"], r["n"])].append(r)
     summary = []
-    for (group, sampler, guidance, steps), members in sorted(cells.items()):
-        if len(members) < 2:
-            continue
-        entry = {"group": group, "sampler": sampler, "guidance": guidance, "steps": steps, "seeds": len(members)}
-        for metric in ("fid", "class_accuracy"):
-            values = [m[metric] for m in members if metric in m]
+    for (arm, train_step, sampler, steps, guidance, n), members in sorted(cells.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        entry = {"arm": arm, "train_step": train_step, "sampler": sampler, "steps": steps, "guidance": guidance, "n": n,
+                 "seeds": len(members), "fid_floor": members[0].get("fid_floor"),
+                 "fid_floor_judge2": members[0].get("fid_floor_judge2")}
+        for metric in SUMMARY_METRICS:
+            values = [m[metric] for m in members if m.get(metric) is not None]
             if values:
                 entry[metric] = statistics.mean(values)
-                entry[f"{metric}_std"] = statistics.stdev(values)
+                entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
         summary.append(entry)
     return summary
 
 
-def markdown_table(rows: list[dict], columns: list[str]) -> str:
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def compare(cfg: DictConfig) -> Path:
-    runs = find_runs(list(cfg.runs) if isinstance(cfg.runs, ListConfig) else cfg.runs)
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
-    modules = {run: load_module(run / "checkpoints" / "last.ckpt").to(device) for run in runs}
-    scalars = {run: read_scalars(run) for run in runs}
-    groups = {run.name: seed_group(run) for run in runs}
-    scorer, floor = build_scorer(cfg)
-    log.info(f"comparing {len(runs)} runs; real-vs-real FID floor {floor:.3f}")
-
-    plot_losses(runs, scalars, out / "loss_curves.png")
-    plot_schedules({run.name: m for run, m in modules.items()}, out / "schedules.png")
-    plot_val_by_t(runs, scalars, out / "val_by_t.png")
-
-    guidance0 = cfg.guidance[0]
-    grid_sampler = DDIMSampler(cfg.grid_steps)
-    grids, strips = {}, {}
-    with torch.inference_mode():
-        for run, module in modules.items():
-            labels = torch.arange(10).repeat_interleave(10) if module.conditional else None
-            result = generate(module, grid_sampler, 100, labels, guidance0, cfg.seed, trajectory_frames=8)
-            grids[run.name] = grid(result.images)
-            # ten digits 0-9 (every tenth image of the row-per-digit grid), one row each
-            strips[run.name] = trajectory_strip([(t, x[::10]) for t, x in result.trajectory])
-
-        rows = []
-        for run, module in modules.items():
-            T = module.diffusion.timesteps
-            cache = ScoreCache(run / "scores.json", cfg, run / "checkpoints" / "last.ckpt")
-            for steps in sorted({s for s in cfg.steps if s <= T} | ({T} if cfg.add_T else set())):
-                for sampler_name in cfg.samplers:
-                    for guidance in cfg.guidance:
-                        scores = cache.get(sampler_name, steps, guidance)
-                        if scores is None:
-                            sampler = SAMPLERS[sampler_name](steps)
-                            scores = score_sampler(module, sampler, scorer, cfg.n, guidance if module.conditional else 0.0,
-                                                   cfg.seed, cfg.batch_size)
-                            cache.put(sampler_name, steps, guidance, scores)
-                        rows.append({"run": run.name, "sampler": sampler_name, "guidance": guidance, "steps": steps, **scores})
-                        log.info(f"{run.name} {sampler_name}-{steps} w={guidance}: FID {scores['fid']:.3f}, "
-                                 f"accuracy {scores.get('class_accuracy', float('nan')):.3f}, {scores['images_per_second']:.1f} img/s")
-
-    plot_pictures(grids, f"DDIM-{cfg.grid_steps}, w={guidance0}: same noise, row k = digit k", out / "grids.png")
-    plot_pictures(strips, f"denoising trajectory (DDIM-{cfg.grid_steps}), noise left, sample right", out / "trajectories.png")
-    plot_metric_vs_steps(rows, "fid", out / "fid_vs_steps.png")
-    plot_metric_vs_steps(rows, "class_accuracy", out / "accuracy_vs_steps.png")
-    summary = seed_summary(rows, groups)
-
-    columns = ["run", "sampler", "guidance", "steps", "fid", "class_accuracy", "confidence", "class_entropy", "images_per_second"]
-    with open(out / "metrics.csv", "w", newline="") as f:
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    (out / "metrics.json").write_text(json.dumps({"fid_real_floor": floor, "rows": rows, "seed_summary": summary}, indent=2))
 
-    report = [
-        "# Schedule comparison",
-        f"Runs: {', '.join(f'`{run.name}`' for run in runs)}. Samples per point: {cfg.n}, sampling seed {cfg.seed}. "
-        f"FID is measured in the feature space of the project's MNIST classifier against the 10k test images; "
-        f"**real-vs-real floor (10k training images): {floor:.3f}**.",
-        "## Loss curves\n![loss curves](loss_curves.png)",
-        "## Schedules\n![schedules](schedules.png)",
-        "## Validation loss per noise level\n![val loss by t](val_by_t.png)",
-        f"## Samples (same noise and labels)\n![grids](grids.png)",
-        "## Denoising trajectories\n![trajectories](trajectories.png)",
-        "## Quality against sampling steps\n![FID vs steps](fid_vs_steps.png)\n![accuracy vs steps](accuracy_vs_steps.png)",
-        markdown_table(rows, columns),
-    ]
-    if summary:
-        report += ["## Mean and spread over seeds",
-                   markdown_table(summary, ["group", "sampler", "guidance", "steps", "seeds", "fid", "fid_std", "class_accuracy", "class_accuracy_std"])]
-    (out / "report.md").write_text("\n\n".join(report) + "\n")
+
+def merge_results(path: Path, rows: list[dict]) -> None:
+    """Add rows to a results.csv that other reports wrote too, replacing the ones measured again."""
+    key = lambda r: tuple(str(r[c]) for c in ("run", "train_step", "sampler", "steps", "guidance", "n"))  # noqa: E731
+    existing = list(csv.DictReader(open(path))) if path.exists() else []
+    new = {key(r) for r in rows}
+    merged = [r for r in existing if key(r) not in new] + rows
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(path, sorted(merged, key=lambda r: tuple(map(str, key(r)))), RESULT_COLUMNS)
+
+
+def fmt(value, std=None) -> str:
+    if value is None or value == "":
+        return ""
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{text} ± {std:.2g}" if std is not None else text
+
+
+def compare(cfg: DictConfig) -> Path:
+    points = expand_points(cfg.points)
+    paths = find_runs(list(cfg.runs) if isinstance(cfg.runs, ListConfig) else cfg.runs)
+    if cfg.n < 2 or cfg.batch_size < 1:
+        raise ConfigError(f"n={cfg.n}, batch_size={cfg.batch_size}: use n >= 2 and batch_size >= 1")
+    out = Path(cfg.paths.output_dir)
+    device = resolve_device(cfg.device)
+    runs = [describe(p) for p in paths]
+    scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), cfg.floor_subsets, device)
+    test_images, _ = load_mnist_split(cfg.data.root, "test", cfg.data.download, cfg.data.check_md5)
+    out.mkdir(parents=True, exist_ok=True)
+    first_seed = {}
+    for run in runs:
+        first_seed[run.arm] = min(first_seed.get(run.arm, run.seed), run.seed)
+    representatives = {run.arm: run for run in runs if run.seed == first_seed[run.arm]}
+    log.info(f"comparing {len(runs)} runs in {len(representatives)} arms at {len(points)} points, n={cfg.n}")
+
+    rows = []
+    for run in runs:
+        rows += score_run(run, points, run.seed == first_seed[run.arm], cfg, scorer, test_images, device)
+    summary = summarise(rows)
+    write_csv(out / "results.csv", rows, RESULT_COLUMNS)
+    write_csv(out / "summary.csv", summary, ["arm", "train_step", "sampler", "steps", "guidance", "n", "seeds", "fid_floor",
+                                             "fid_floor_judge2"] + [f"{m}{s}" for m in SUMMARY_METRICS for s in ("", "_std")])
+    if cfg.results:
+        merge_results(Path(cfg.results), rows)
+    figures = draw_figures(cfg, runs, representatives, summary, out, device)
+    write_report(cfg, runs, summary, figures, out)
     log.info(f"wrote {out / 'report.md'}")
     return out / "report.md"
+
+
+def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary: list[dict], out: Path, device) -> list[str]:
+    figures = []
+    last_step = {arm: max(r["train_step"] for r in summary if r["arm"] == arm) for arm in {r["arm"] for r in summary}}
+    final = [r for r in summary if r["train_step"] == last_step[r["arm"]]]
+    at_w = [r for r in final if r["guidance"] == cfg.main_guidance]
+    floors = {r["sampler"]: r["fid_floor"] for r in at_w}
+    for metric in ("fid", "kid", "fid_judge2"):
+        name = f"{metric}_vs_steps.png"
+        plots.metric_curves(at_w, metric, "steps", "sampler", out / name, floors if metric == "fid" else None,
+                            title=f"last checkpoint, w={cfg.main_guidance:g}, n={cfg.n}: ")
+        figures.append(name)
+    ddim50 = [r for r in summary if r["sampler"] == "ddim" and r["steps"] == 50]
+    plots.metric_curves(ddim50, "fid", "train_step", "guidance", out / "fid_vs_train_steps.png",
+                        {r["guidance"]: r["fid_floor"] for r in ddim50}, xscale="linear", title=f"DDIM-50, n={cfg.n}: ")
+    plots.metric_curves(ddim50, "kid", "train_step", "guidance", out / "kid_vs_train_steps.png", xscale="linear",
+                        title=f"DDIM-50, n={cfg.n}: ")
+    plots.tradeoff([r for r in final if r["sampler"] == "ddim" and r["steps"] == 50], "class_accuracy", "fid",
+                   out / "guidance_tradeoff.png", f"DDIM-50 over guidance w, last checkpoint, n={cfg.n}")
+    figures += ["fid_vs_train_steps.png", "kid_vs_train_steps.png", "guidance_tradeoff.png"]
+
+    curves = defaultdict(lambda: defaultdict(list))
+    scalars = {run.name: read_scalars(run.path) for run in runs}
+    for run in runs:
+        for tag, values in scalars[run.name].items():
+            if tag.startswith("val_at_logsnr/"):
+                curves[run.arm][float(tag.split("/")[1])].append(values[-1][1])
+    if curves:
+        plots.val_by_log_snr({arm: [(x, statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for x, v in per.items()]
+                              for arm, per in curves.items()}, out / "val_by_log_snr.png")
+        figures.append("val_by_log_snr.png")
+    bpd = {r["arm"]: (r["bits_per_dim"], r.get("bits_per_dim_std") or 0.0) for r in final if r.get("bits_per_dim") is not None}
+    if bpd:
+        plots.bars(bpd, "bits/dim (lower is better)", f"variational bound, last checkpoint, {cfg.nll.n} test images", out / "bits_per_dim.png")
+        figures.append("bits_per_dim.png")
+    plots.loss_curves({f"{arm} (seed {run.seed})": scalars[run.name] for arm, run in representatives.items()}, out / "loss_curves.png")
+    grids, seen = {}, {}
+    grid_sampler = DDIMSampler(cfg.grid_steps)
+    with torch.inference_mode():
+        for arm, run in sorted(representatives.items()):
+            module = load_module(run.path / "checkpoints" / "last.ckpt").to(device)
+            seen.setdefault(repr(module.diffusion.schedule), module.diffusion.schedule)
+            labels = torch.arange(10).repeat_interleave(10) if module.conditional else None
+            grids[f"{arm} (seed {run.seed})"] = grid(generate(module, grid_sampler, 100, labels, cfg.main_guidance, cfg.seed).images)
+    plots.schedules(list(seen.values()), out / "schedules.png")
+    plots.pictures(grids, f"DDIM-{cfg.grid_steps}, w={cfg.main_guidance:g}, the same noise: row k = digit k", out / "grids.png")
+    return figures + ["loss_curves.png", "schedules.png", "grids.png"]
+
+
+def write_report(cfg, runs: list[Run], summary: list[dict], figures: list[str], out: Path) -> None:
+    floors = sorted({(r["n"], r["fid_floor"]) for r in summary if r.get("fid_floor") is not None})
+    columns = ["arm", "train_step", "sampler", "steps", "guidance", "seeds", "fid", "fid_floor", "kid", "class_accuracy",
+               "fid_judge2", "kid_judge2", "bits_per_dim"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in summary:
+        lines.append("| " + " | ".join(fmt(r.get(c), r.get(f"{c}_std")) for c in columns) + " |")
+    report = [
+        "# Schedule comparison",
+        f"{len(runs)} runs: " + ", ".join(f"`{run.name}`" for run in runs) + ".",
+        f"Samples per point: n = {cfg.n}, sampling seed {cfg.seed}, labels cycling 0-9. FID and KID in the feature "
+        f"space of the MNIST judge (`{Path(cfg.classifier).name}`"
+        + (f"; `_judge2`: `{Path(cfg.classifier2).name}`" if cfg.get("classifier2") else "")
+        + ") against the 10k test images; the floor is real-vs-real at the same n (training images, mean of "
+        f"{cfg.floor_subsets} disjoint sets): " + ", ".join(f"n = {n}: FID {f:.3f}" for n, f in floors) + ". "
+        "Values are mean ± standard deviation over the seeds of an arm (no ± for one seed). bits/dim: the variational "
+        f"bound on {cfg.nll.n} test images ({cfg.nll.draws} Monte-Carlo draw(s) of t each).",
+        *[f"![{name}]({name})" for name in figures],
+        "## Mean and spread over seeds",
+        "\n".join(lines),
+        "Every single measurement: `results.csv`; the table above: `summary.csv`.",
+    ]
+    (out / "report.md").write_text("\n\n".join(report) + "\n")
 
 
 if __name__ == "__main__":

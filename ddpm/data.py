@@ -151,8 +151,9 @@ class ResumableShuffle(Sampler[int]):
 
 class MNISTDataModule(L.LightningDataModule):
     """Train on the training split (or its first `train_size` images); validate on the first `val_size` images of
-    the test split. Each validation image carries fixed noise and a fixed timestep position u in [0, 1), on a grid
-    of `val_timesteps` values, so val/loss is comparable across epochs, runs and schedules."""
+    the test split. Each validation image carries fixed noise, a fixed timestep position u in [0, 1) on a grid of
+    `val_timesteps` values (val/loss: comparable across epochs and runs), and a fixed log-SNR from `val_log_snr`
+    (the same noise level under any schedule: comparable across schedules)."""
 
     def __init__(
         self,
@@ -163,6 +164,7 @@ class MNISTDataModule(L.LightningDataModule):
         train_size: int | None = None,
         val_size: int = 1000,
         val_timesteps: int = 10,
+        val_log_snr: tuple[float, ...] = (-8, -6, -4, -2, 0, 2, 4, 6, 8),
         val_seed: int = 1234,
         seed: int = 0,
     ):
@@ -174,6 +176,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.train_size = train_size
         self.val_size = val_size
         self.val_timesteps = val_timesteps
+        self.val_log_snr = tuple(float(v) for v in val_log_snr)
         self.val_seed = val_seed
         self.seed = seed
         self.train_set = self.val_set = None
@@ -195,8 +198,10 @@ class MNISTDataModule(L.LightningDataModule):
         images, labels = images[: self.val_size], labels[: self.val_size]
         generator = torch.Generator().manual_seed(self.val_seed)
         noise = torch.randn(images.shape, generator=generator)
-        position = (torch.arange(len(images)) % self.val_timesteps + 0.5) / self.val_timesteps
-        self.val_set = TensorBatches(images, labels, noise, position)
+        index = torch.arange(len(images))
+        position = (index % self.val_timesteps + 0.5) / self.val_timesteps
+        log_snr = torch.tensor(self.val_log_snr, dtype=torch.float64)[index % len(self.val_log_snr)]
+        self.val_set = TensorBatches(images, labels, noise, position, log_snr)
 
     def test_split(self):
         """The whole test split (uint8 images, labels): the real side of FID."""

@@ -57,6 +57,13 @@ class GaussianDiffusion(nn.Module):
     def _coef(self, name: str, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return extract(getattr(self, name), t, x.ndim)
 
+    def timestep_of_log_snr(self, log_snr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each log-SNR, the timestep whose log-SNR is nearest, and how far off it is."""
+        table = self.schedule.log_snr()
+        distance = (table[None, :] - log_snr.double().cpu()[:, None]).abs()
+        nearest = distance.argmin(1)
+        return nearest, distance[torch.arange(len(nearest)), nearest]
+
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Sample x_t ~ q(x_t | x_0) in closed form."""
         return self._coef("sqrt_alphas_cumprod", t, x0) * x0 + self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * noise
@@ -80,10 +87,21 @@ class GaussianDiffusion(nn.Module):
             per_sample = per_sample * self.loss_weight[t]
         return per_sample.mean() if reduce else per_sample
 
-    def split_prediction(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
-        """(x0, eps) implied by the model output at (x_t, t), whatever the parameterisation."""
-        a = self._coef("sqrt_alphas_cumprod", t, x_t)
-        s = self._coef("sqrt_one_minus_alphas_cumprod", t, x_t)
+    def coefficients(self, t: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) from the float64 schedule, in x's dtype and device, shaped to
+        broadcast over x: the one lookup behind every conversion between a network output, x0 and eps (float64
+        inputs, as the likelihood uses, keep all their digits)."""
+        alphas_cumprod = self.schedule.alphas_cumprod[t.cpu()]
+
+        def shaped(values: torch.Tensor) -> torch.Tensor:
+            return values.to(x.device, x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+
+        return shaped(alphas_cumprod.sqrt()), shaped((1 - alphas_cumprod).sqrt())
+
+    def split_prediction(self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, clip: bool = False):
+        """(x0, eps) implied by the model output at (x_t, t), whatever the parameterisation. clip=True clamps x0 to
+        the data range [-1, 1] and gives the eps consistent with the clamped x0 (what the samplers step with)."""
+        a, s = self.coefficients(t, x_t)
         if self.prediction == "eps":
             eps = model_output
             x0 = (x_t - s * eps) / a
@@ -93,6 +111,9 @@ class GaussianDiffusion(nn.Module):
         else:
             x0 = a * x_t - s * model_output
             eps = s * x_t + a * model_output
+        if clip:
+            x0 = x0.clamp(-1, 1)
+            eps = (x_t - a * x0) / s
         return x0, eps
 
     def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, t_prev: torch.Tensor | None = None):

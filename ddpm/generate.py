@@ -1,13 +1,26 @@
-"""Drawing many samples from a trained module in batches, reproducibly: the noise for all n images comes from
-one seed up front, so image i is the same whatever the batch size."""
+"""Drawing many samples from a trained module in batches, reproducibly.
 
+Every (seed, batch) draws from a stream of its own: `numpy.random.SeedSequence(seed).spawn` gives independent,
+non-overlapping children, the first for the initial noise of all n images (so image i starts from the same noise
+whatever the batch size) and one per batch for the stochastic samplers' steps. Seeds s and s + 1 share nothing.
+"""
+
+import numpy as np
 import torch
 
 from ddpm.samplers import Sampler, SampleResult
 
+NOISE_STREAM = 0  # child 0: the initial noise; child 1 + k: the steps of batch k
+
+
+def stream(seed: int, child: int) -> torch.Generator:
+    """A CPU generator seeded from child `child` of SeedSequence(seed)."""
+    state = np.random.SeedSequence(seed).spawn(child + 1)[child].generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
 
 def fixed_noise(n: int, seed: int, shape=(1, 28, 28)) -> torch.Tensor:
-    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
+    return torch.randn((n, *shape), generator=stream(seed, NOISE_STREAM))
 
 
 def cycling_labels(n: int, digit: int | None = None) -> torch.Tensor:
@@ -42,8 +55,7 @@ def generate(
             labels[start:stop].to(device) if labels is not None else None,
             guidance=guidance,
             clip_x0=clip_x0,
-            # One stream per batch: stochastic samplers stay reproducible for a given batch size.
-            generator=torch.Generator().manual_seed(seed + 1 + k),
+            generator=stream(seed, 1 + k),
             trajectory_frames=trajectory_frames,
             progress=progress,
         )

@@ -135,19 +135,26 @@ class DiffusionModule(L.LightningModule):
             self.trainer.should_stop = True
 
     def validation_step(self, batch, batch_idx):
-        images, labels, noise, position = batch
+        images, labels, noise, position, log_snr = batch
         x0 = to_unit_range(images)
-        t = (position * self.diffusion.timesteps).long()
         labels = labels if self.conditional else None
+        t = (position * self.diffusion.timesteps).long()
         per_sample = self.diffusion.loss(self.net, x0, t, noise, labels, reduce=False, weighted=False)
         self.log("val/loss", per_sample.mean(), prog_bar=True, batch_size=len(x0), sync_dist=True)
-        # Loss per noise level: which part of the schedule the model finds hard.
-        buckets = self.trainer.datamodule.val_timesteps if self.trainer.datamodule else 10
-        bucket = (position * buckets).long()
-        for k in bucket.unique().tolist():
-            mask = bucket == k
-            name = f"val_by_t/{k / buckets:.2f}-{(k + 1) / buckets:.2f}"
-            self.log(name, per_sample[mask].mean(), batch_size=int(mask.sum()), sync_dist=True)
+        # The error per noise level: which part of the schedule the model finds hard. Per t it compares runs of one
+        # schedule; at a fixed log-SNR (each schedule's nearest t) it compares schedules, whose t mean other noise.
+        self._log_groups("val_at_t", t, per_sample, lambda step: f"{step:04d}")
+        t_snr, distance = self.diffusion.timestep_of_log_snr(log_snr)
+        kept = distance <= 0.5  # a log-SNR outside this schedule's range has no step near it
+        if kept.any():
+            per_sample = self.diffusion.loss(self.net, x0[kept], t_snr[kept].to(self.device), noise[kept],
+                                             labels[kept] if labels is not None else None, reduce=False, weighted=False)
+            self._log_groups("val_at_logsnr", log_snr[kept], per_sample, lambda value: f"{value:+.0f}")
+
+    def _log_groups(self, prefix: str, keys: torch.Tensor, values: torch.Tensor, name) -> None:
+        for key in keys.unique().tolist():
+            mask = keys == key
+            self.log(f"{prefix}/{name(key)}", values[mask].mean(), batch_size=int(mask.sum()), sync_dist=True)
 
     def configure_optimizers(self):
         hp = self.hparams

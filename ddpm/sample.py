@@ -12,16 +12,11 @@ from ddpm.checkpoint import load_module
 from ddpm.cli import check_writable, save_run_config
 from ddpm.errors import ConfigError
 from ddpm.generate import cycling_labels, generate
+from ddpm.runtime import resolve_device
 from ddpm.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
 from torchvision.utils import save_image
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def check_request(cfg: DictConfig) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ddpm.diffusion import GaussianDiffusion, extract
+from ddpm.diffusion import GaussianDiffusion
 from ddpm.errors import ConfigError
 
 
@@ -65,12 +65,7 @@ class Sampler:
         for i, (t_now, t_prev) in enumerate(progress(pairs) if progress else pairs):
             t = torch.full((x.shape[0],), t_now, device=x.device, dtype=torch.long)
             out = guided_output(model, x, t, labels, guidance)
-            x0, eps = diffusion.split_prediction(out, x, t)
-            if clip_x0:
-                x0 = x0.clamp(-1, 1)
-                eps = (x - extract(diffusion.sqrt_alphas_cumprod, t, x.ndim) * x0) / extract(
-                    diffusion.sqrt_one_minus_alphas_cumprod, t, x.ndim
-                )
+            x0, eps = diffusion.split_prediction(out, x, t, clip=clip_x0)
             x = self.step(diffusion, x, x0, eps, t_now, t_prev, generator)
             if i in record:
                 trajectory.append((max(t_prev, 0), x.cpu()))

@@ -17,9 +17,10 @@ def test_datamodule_on_synthetic_idx(synthetic_mnist):
     assert images.shape == (32, 1, 28, 28) and images.dtype == torch.uint8
     assert labels.dtype == torch.int64 and labels.max() <= 9
     assert len(dm.train_dataloader()) == 300 // 32  # drop_last
-    images, labels, noise, position = next(iter(dm.val_dataloader()))
+    images, labels, noise, position, log_snr = next(iter(dm.val_dataloader()))
     assert images.shape == (50, 1, 28, 28) and noise.shape == (50, 1, 28, 28)
     assert sorted(set(position.tolist())) == pytest.approx([0.1, 0.3, 0.5, 0.7, 0.9])
+    assert sorted(set(log_snr.tolist())) == [-8, -6, -4, -2, 0, 2, 4, 6, 8]
     # The same validation noise every time the data module is built.
     dm2 = MNISTDataModule(root=str(synthetic_mnist), download=False, check_md5=False, val_size=50, val_timesteps=5)
     dm2.setup("fit")

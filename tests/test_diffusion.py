@@ -103,3 +103,15 @@ def test_min_snr_loss_is_capped_snr_times_the_x0_error(prediction):
 def test_min_snr_gamma_must_be_positive():
     with pytest.raises(ConfigError, match="min_snr_gamma=0"):
         GaussianDiffusion(CosineSchedule(10), "eps", min_snr_gamma=0)
+
+
+@pytest.mark.parametrize("schedule", [LinearSchedule(1000), CosineSchedule(1000), CosineSchedule(300)], ids=repr)
+def test_timestep_of_log_snr_is_the_nearest(schedule):
+    d = GaussianDiffusion(schedule)
+    wanted = torch.tensor([-6.0, 0.0, 5.0])
+    t, distance = d.timestep_of_log_snr(wanted)
+    table = schedule.log_snr()
+    assert torch.allclose(distance, (table[t] - wanted.double()).abs())
+    # no other timestep is nearer, and the table is monotone, so the neighbours bracket the value
+    assert ((table - wanted.double()[:, None]).abs().min(1).values == distance).all()
+    assert (distance < 0.1).all()

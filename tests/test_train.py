@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from conftest import TINY, compose_train
 from ddpm.checkpoint import load_module
+from ddpm.schedules import CosineSchedule
 from ddpm.train import train
 
 
@@ -21,7 +22,13 @@ def trained(tmp_path, synthetic_mnist):
 def test_train_writes_checkpoints_events_and_grids(trained):
     run, metrics, _ = trained
     assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/loss"])
-    assert any(k.startswith("val_by_t/") for k in metrics)
+    # TINY has T = 100, so the val images sit at t = 5, 15, ..., 95, and at the log-SNRs -8 .. 8 that this cosine
+    # schedule has a step within 0.5 of (its first step is at log-SNR 7.4, so +8 has none)
+    assert sorted(k for k in metrics if k.startswith("val_at_t/")) == [f"val_at_t/{t:04d}" for t in range(5, 100, 10)]
+    table = CosineSchedule(100).log_snr()
+    reachable = [v for v in range(-8, 9, 2) if (table - v).abs().min() <= 0.5]
+    assert -8 in reachable and 6 in reachable and 8 not in reachable
+    assert sorted(k for k in metrics if k.startswith("val_at_logsnr/")) == sorted(f"val_at_logsnr/{v:+d}" for v in reachable)
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     # validation at steps 3 and 6 (the last step always validates)
