@@ -9,9 +9,14 @@ network's mean and a fixed variance, beta~_t (`posterior`) or beta_t (`beta`); t
 in both cases (beta~_0 is 0), as improved-diffusion does. The bound does not depend on how the schedule spaces
 the noise levels only through the model, so it compares models trained with different schedules.
 
-The sum over T steps is estimated without running all of them: with t uniform on {0..T-1}, T * L_t is an
-unbiased estimate of the sum (`draws` of them per image, averaged); `exact=True` sums all T terms. Either way
-the images are independent, so the standard error is the spread of the per-image bounds over sqrt(n).
+The sum over T steps is estimated without running all of them. Nearly all of it sits in a few steps at both
+ends (for the quickstart model the decoder and the first ten steps, and the last step, where a capped beta of
+0.999 leaves a KL of about a bit per dimension), so those `head` first and `tail` last terms are computed
+exactly and only the flat middle is sampled: with t uniform on the M middle steps, M * L_t is an unbiased
+estimate of their sum (`draws` of them per image, averaged). Sampling t uniformly over all T steps instead
+(head = tail = 0) is unbiased too, but its standard error was 6 bits/dim at n = 200 against a bound of about 1.
+`exact=True` sums all T terms. The images are independent, so the standard error is the spread of the per-image
+bounds over sqrt(n).
 """
 
 import math
@@ -83,7 +88,7 @@ def step_terms(net, diffusion: GaussianDiffusion, x0: torch.Tensor, t: torch.Ten
 @torch.inference_mode()
 def bits_per_dim(net, diffusion: GaussianDiffusion, images: torch.Tensor, labels: torch.Tensor | None = None,
                  draws: int = 1, exact: bool = False, variance: str = "posterior", batch_size: int = 250,
-                 seed: int = 0, device: torch.device | str = "cpu") -> dict:
+                 seed: int = 0, device: torch.device | str = "cpu", head: int = 20, tail: int = 5) -> dict:
     """The bound for uint8 images (N x 1 x 28 x 28) in bits per dimension: {"bits_per_dim", "stderr", "n",
     "per_image"}. labels=None scores a conditional network with its null label, i.e. the unconditional model
     that classifier-free guidance trains along."""
@@ -97,16 +102,17 @@ def bits_per_dim(net, diffusion: GaussianDiffusion, images: torch.Tensor, labels
         x0 = (images[start : start + batch_size].double() / 127.5 - 1).to(device)
         batch_labels = labels[start : start + batch_size].to(device) if labels is not None else None
         total = prior_kl(diffusion, x0)
-        if exact:
-            for step in range(T):
-                t = torch.full((len(x0),), step, dtype=torch.long)
-                noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64).to(device)
-                total = total + step_terms(net, diffusion, x0, t.to(device), noise, batch_labels, variance)
-        else:
-            for _ in range(draws):
-                t = torch.randint(0, T, (len(x0),), generator=generator)
-                noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64).to(device)
-                total = total + T * step_terms(net, diffusion, x0, t.to(device), noise, batch_labels, variance) / draws
+
+        def term(step_of_each: torch.Tensor) -> torch.Tensor:
+            noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64).to(device)
+            return step_terms(net, diffusion, x0, step_of_each.to(device), noise, batch_labels, variance)
+
+        exact_steps = list(range(T)) if exact or head + tail >= T else [*range(head), *range(T - tail, T)]
+        for step in exact_steps:
+            total = total + term(torch.full((len(x0),), step, dtype=torch.long))
+        middle = T - len(exact_steps)
+        for _ in range(draws if middle else 0):
+            total = total + middle * term(head + torch.randint(0, middle, (len(x0),), generator=generator)) / draws
         per_image.append(total.cpu() / (dims * math.log(2)))
     per_image = torch.cat(per_image)
     stderr = per_image.std().item() / math.sqrt(len(per_image)) if len(per_image) > 1 else math.nan

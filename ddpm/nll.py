@@ -30,6 +30,9 @@ def check_request(cfg: DictConfig) -> None:
         raise ConfigError(f"draws={cfg.draws}: use an integer >= 1")
     if cfg.variance not in VARIANCES:
         raise ConfigError(f"variance={cfg.variance} is unknown: use one of {', '.join(VARIANCES)}")
+    for key in ("head", "tail"):
+        if not (isinstance(cfg[key], int) and cfg[key] >= 0):
+            raise ConfigError(f"{key}={cfg[key]}: use an integer >= 0 (steps summed exactly at that end)")
     if not (isinstance(cfg.batch_size, int) and cfg.batch_size >= 1):
         raise ConfigError(f"batch_size={cfg.batch_size}: use a positive integer")
 
@@ -46,10 +49,11 @@ def nll(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     result = bits_per_dim(module.net, module.diffusion, images[: cfg.n], labels[: cfg.n] if cfg.labels else None,
                           draws=cfg.draws, exact=cfg.exact, variance=cfg.variance, batch_size=cfg.batch_size,
-                          seed=cfg.seed, device=device)
+                          seed=cfg.seed, device=device, head=cfg.head, tail=cfg.tail)
     seconds = time.perf_counter() - start
     summary = {"ckpt": str(cfg.ckpt), "bits_per_dim": result["bits_per_dim"], "stderr": result["stderr"], "n": cfg.n,
-               "estimator": "exact" if cfg.exact else f"monte-carlo, {cfg.draws} draw(s) of t per image",
+               "estimator": "exact" if cfg.exact else f"first {cfg.head} and last {cfg.tail} steps exact, "
+                                                      f"{cfg.draws} Monte-Carlo draw(s) of the others per image",
                "variance": cfg.variance, "labels": bool(cfg.labels), "timesteps": module.diffusion.timesteps,
                "seconds": seconds}
     out = Path(cfg.paths.output_dir)
