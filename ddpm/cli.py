@@ -9,6 +9,7 @@ folder, which `exit_on_user_error` removes: nothing written, nothing overwritten
 """
 
 import functools
+import logging
 import os
 import sys
 from pathlib import Path
@@ -83,9 +84,22 @@ def check_writable(folder: str | Path) -> None:
         )
 
 
+def log_lightning_into_run_log() -> None:
+    """Lightning, imported before Hydra configures logging, gives its loggers console handlers of their own and
+    stops them from propagating, so its messages never reached the run's log file (train.log). From here on they
+    go through Hydra's handlers: the console and the log file."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
 @rank_zero_only
 def save_run_config(cfg: DictConfig) -> None:
-    """What Hydra would have written to `.hydra/`, written once the run passed its checks."""
+    """What Hydra would have written to `.hydra/`, written once the run passed its checks; the log file (opened on
+    its first message) starts here too, with Lightning's messages, so that a refused call leaves no log behind."""
+    log_lightning_into_run_log()
     folder = Path(cfg.paths.output_dir) / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, folder / "config.yaml")
