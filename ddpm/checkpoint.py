@@ -58,8 +58,8 @@ def check_resumable(path: str | Path, module: DiffusionModule, trainer: L.Traine
             f"trainer.devices={saved_processes(checkpoint)}, or train a new run"
         )
     schedules = checkpoint.get("lr_schedulers") or [{}]
-    decay_end = (schedules[0].get("lr_lambdas") or [None])[0] or {}
-    total, step = decay_end.get("total_steps"), checkpoint.get("global_step", 0)
+    saved_schedule = (schedules[0].get("lr_lambdas") or [None])[0] or {}  # WarmupCosine's fields
+    total, step = saved_schedule.get("total_steps"), checkpoint.get("global_step", 0)
     if module.hparams.cosine_decay and total is not None and step >= total and trainer.max_steps > total:
         raise CheckpointError(
             f"checkpoint {path} ended its cosine learning-rate decay (module.cosine_decay=true) at step {step}, with "
