@@ -130,7 +130,8 @@ def train_throughput(model, autocast, device, batch_size: int, repeats: int) -> 
     return batch_size / timed(step, repeats)
 
 
-def sampling_throughput(model, autocast, device, sampler: Sampler, batch_size: int, guidance: float, repeats: int) -> float:
+def sampling_throughput(model, autocast, device, sampler: Sampler, batch_size: int, guidance: float,
+                        repeats: int) -> float:
     """Images per second of a whole guided sampling run on `batch_size` images, timed from noise to x_0."""
     model.eval()
     diffusion = GaussianDiffusion(CosineSchedule(1000)).to(device)
@@ -139,7 +140,8 @@ def sampling_throughput(model, autocast, device, sampler: Sampler, batch_size: i
 
     def run():
         with autocast:
-            sampler.sample(model, diffusion, noise, labels, guidance=guidance, generator=torch.Generator().manual_seed(0))
+            generator = torch.Generator().manual_seed(0)
+            sampler.sample(model, diffusion, noise, labels, guidance=guidance, generator=generator)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -188,7 +190,8 @@ def bench(cfg: DictConfig) -> dict:
                 speeds[f"{sampler_name}_images_per_s"] = sampling_throughput(
                     m, autocast, device, sampler, cfg.sample_batch_size, cfg.guidance, cfg.sample_repeats)
             entry[variant] = speeds
-            log.info(f"{name:>9} {variant:>13}: " + ", ".join(f"{k.removesuffix('_images_per_s')} {v:.2f}" for k, v in speeds.items()) + " img/s")
+            rates = ", ".join(f"{k.removesuffix('_images_per_s')} {v:.2f}" for k, v in speeds.items())
+            log.info(f"{name:>9} {variant:>13}: {rates} img/s")
         result["models"][name] = entry
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":

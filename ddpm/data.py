@@ -96,7 +96,7 @@ def find_split_files(root: str | os.PathLike, split: str, download: bool = True)
     return paths
 
 
-def _expected_md5(path: Path, name: str) -> str:
+def expected_md5(path: Path, name: str) -> str:
     gz_md5, raw_md5, _ = FILES[name]
     return gz_md5 if path.suffix == ".gz" else raw_md5
 
@@ -105,8 +105,8 @@ def load_mnist_split(root: str | os.PathLike, split: str, download: bool = True,
     """(images uint8 N x 1 x 28 x 28, labels int64 N) of the 'train' or 'test' split under root/MNIST/raw."""
     images_path, labels_path = find_split_files(root, split, download)
     images_name, labels_name = SPLIT_FILES[split]
-    images = read_idx(images_path, FILES[images_name][2], _expected_md5(images_path, images_name) if check_md5 else None)
-    labels = read_idx(labels_path, FILES[labels_name][2], _expected_md5(labels_path, labels_name) if check_md5 else None)
+    images = read_idx(images_path, FILES[images_name][2], expected_md5(images_path, images_name) if check_md5 else None)
+    labels = read_idx(labels_path, FILES[labels_name][2], expected_md5(labels_path, labels_name) if check_md5 else None)
     if len(images) != len(labels):
         raise MNISTFileError(f"MNIST files {images_path} and {labels_path} disagree: {len(images)} images, {len(labels)} labels")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))

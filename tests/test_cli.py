@@ -153,8 +153,10 @@ def test_unconditional_sampling_with_the_default_guidance(sweep, unconditional_c
         samples = torch.load(tmp_path / name / "samples.pt", weights_only=True)
         assert samples["images"].shape == (16, 1, 28, 28) and samples["labels"].tolist() == [-1] * 16
         assert "guidance 0.0, seed 0" in (tmp_path / name / "sample.log").read_text()
-    run("sample.py", f"ckpt={ckpt_of(sweep)}", "unconditional=true", "guidance=0", "n=16", f"hydra.run.dir={tmp_path / 'w0'}")
-    with_default, with_zero = (torch.load(tmp_path / d / "samples.pt", weights_only=True)["images"] for d in ("flag", "w0"))
+    run("sample.py", f"ckpt={ckpt_of(sweep)}", "unconditional=true", "guidance=0", "n=16",
+        f"hydra.run.dir={tmp_path / 'w0'}")
+    with_default, with_zero = (torch.load(tmp_path / d / "samples.pt", weights_only=True)["images"]
+                               for d in ("flag", "w0"))
     assert torch.equal(with_default, with_zero)
 
 

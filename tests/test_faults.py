@@ -103,7 +103,7 @@ def test_resume_with_more_steps_stretches_the_cosine_decay_without_a_jump(data, 
     expected = {s: at_7 * 0.5 * (1 + math.cos(math.pi * (s - 7) / (30 - 7))) for s in range(7, 30)}
     assert after == pytest.approx(expected, rel=1e-5, abs=1e-9)
     # The decay the first run had ended at step 20 with learning rate 0: more steps there would not train.
-    with pytest.raises(CheckpointError, match=r"ended its cosine learning-rate decay .* at step 20, with learning rate 0"):
+    with pytest.raises(CheckpointError, match=r"ended its cosine learning-rate decay .* at step 20, with learning rate"):
         train(compose_train(tmp_path / "refused", [*cosine, f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
                                                   "trainer.max_steps=30"]))
     assert not (tmp_path / "refused").exists()
@@ -116,7 +116,7 @@ def test_resume_on_another_number_of_processes_is_refused(uninterrupted, data, t
     checkpoint["rng_states"]["cpu"] = torch.stack([cpu, cpu])
     ddp = tmp_path / "ddp.ckpt"
     torch.save(checkpoint, ddp)
-    with pytest.raises(CheckpointError, match=r"was trained by 2 process\(es\) and this run has 1 .*trainer\.devices=2"):
+    with pytest.raises(CheckpointError, match=r"trained by 2 process\(es\) and this run has 1 .*trainer\.devices=2"):
         train(compose_train(tmp_path / "run", [*RUN, f"data.root={data}", f"ckpt_path={ddp}"]))
     assert not (tmp_path / "run").exists()
 
@@ -125,7 +125,8 @@ def test_bad_checkpoint_is_refused_before_mnist_is_downloaded(tmp_path):
     empty = tmp_path / "data"
     empty.mkdir()
     with pytest.raises(CheckpointError, match="does not exist"):
-        train(compose_train(tmp_path / "run", [*RUN, f"data.root={empty}", "data.download=true", "ckpt_path=/nonexistent.ckpt"]))
+        train(compose_train(tmp_path / "run", [*RUN, f"data.root={empty}", "data.download=true",
+                                               "ckpt_path=/nonexistent.ckpt"]))
     assert not list(empty.iterdir()) and not (tmp_path / "run").exists()
 
 
