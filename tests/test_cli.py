@@ -171,6 +171,16 @@ def test_train_unknown_group_option_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_train_bad_checkpoint_is_one_line_before_any_download(tmp_path):
+    """Lightning's device lines, printed while the trainer is built, go to stdout; stderr holds the error alone."""
+    empty = tmp_path / "data"
+    empty.mkdir()
+    proc = run("train.py", "model=tiny", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"data.root={empty}",
+               f"hydra.run.dir={tmp_path / 'out'}", check=False)
+    assert_refused(proc, f"checkpoint {tmp_path / 'nope.ckpt'} does not exist")
+    assert not (tmp_path / "out").exists() and not list(empty.iterdir())
+
+
 def event_files(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)
 
