@@ -84,6 +84,12 @@ class SampleMetrics(EMAValidationCallback):
 
     def __init__(self, sampler: Sampler, classifier: str, every_n_validations: int = 0, n: int = 500,
                  guidance: float = 2.0, seed: int = 0):
+        if every_n_validations > 0 and not Path(classifier).is_file():
+            # Refused before training, not at the first scored validation, after checkpoints were written.
+            raise ConfigError(
+                f"callbacks.sample_metrics.classifier={classifier} does not exist: train it first with "
+                f"`python -m ddpm.metrics.classifier`, or set callbacks.sample_metrics.every_n_validations=0"
+            )
         self.sampler = sampler
         self.classifier = classifier
         self.every_n_validations = every_n_validations

@@ -5,6 +5,7 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -36,10 +37,35 @@ def load_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def check_resumable(path: str | Path, module: DiffusionModule) -> dict:
+def saved_processes(checkpoint: dict) -> int:
+    """How many processes trained the checkpoint: DiffusionModule saves one generator state per DDP rank."""
+    states = checkpoint.get("rng_states", {}).get("cpu")
+    return len(states) if states is not None and states.ndim == 2 else 1
+
+
+def check_resumable(path: str | Path, module: DiffusionModule, trainer: L.Trainer) -> dict:
     """The checkpoint a run resumes from, refused (in one line, before Lightning reads it) when it cannot be read
-    safely or was trained with another model, schedule or prediction target than `module`."""
+    safely, was trained with another model, schedule or prediction target than `module`, on another number of
+    processes than `trainer` runs, or when its cosine learning-rate decay has ended and more steps would not train."""
     checkpoint = load_checkpoint(path)
+    processes = trainer.num_devices * trainer.num_nodes
+    if saved_processes(checkpoint) != processes:
+        # Each process trains on its own shard of every epoch with its own generator; on another count the resumed
+        # run would see other batches and noise than the one it continues.
+        raise CheckpointError(
+            f"checkpoint {path} was trained by {saved_processes(checkpoint)} process(es) and this run has {processes} "
+            f"(trainer.devices x trainer.num_nodes): resume it on {saved_processes(checkpoint)}, e.g. "
+            f"trainer.devices={saved_processes(checkpoint)}, or train a new run"
+        )
+    schedules = checkpoint.get("lr_schedulers") or [{}]
+    saved_schedule = (schedules[0].get("lr_lambdas") or [None])[0] or {}  # WarmupCosine's fields
+    total, step = saved_schedule.get("total_steps"), checkpoint.get("global_step", 0)
+    if module.hparams.cosine_decay and total is not None and step >= total and trainer.max_steps > total:
+        raise CheckpointError(
+            f"checkpoint {path} ended its cosine learning-rate decay (module.cosine_decay=true) at step {step}, with "
+            f"learning rate 0: trainer.max_steps={trainer.max_steps} would add steps that do not train; "
+            f"train a new run with trainer.max_steps={trainer.max_steps} instead"
+        )
     saved = checkpoint["hyper_parameters"]
     differences = [
         f"{group}.{key}: checkpoint {saved.get(part, {}).get(key)!r}, this run {value!r}"

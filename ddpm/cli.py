@@ -9,6 +9,7 @@ folder, which `exit_on_user_error` removes: nothing written, nothing overwritten
 """
 
 import functools
+import logging
 import os
 import sys
 from pathlib import Path
@@ -83,9 +84,34 @@ def check_writable(folder: str | Path) -> None:
         )
 
 
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+
+def lightning_messages_to_stdout() -> None:
+    """Lightning's own console handlers write its info lines (the devices it found, ...) to stderr, where a refused
+    command must leave its one error line alone: until the run's log takes them over, they go to stdout."""
+    for name in LIGHTNING_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(sys.stdout)
+
+
+def log_lightning_into_run_log() -> None:
+    """Lightning, imported before Hydra configures logging, gives its loggers console handlers of their own and
+    stops them from propagating, so its messages never reached the run's log file (train.log). From here on they
+    go through Hydra's handlers: the console and the log file."""
+    for name in LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
 @rank_zero_only
 def save_run_config(cfg: DictConfig) -> None:
-    """What Hydra would have written to `.hydra/`, written once the run passed its checks."""
+    """What Hydra would have written to `.hydra/`, written once the run passed its checks; the log file (opened on
+    its first message) starts here too, with Lightning's messages, so that a refused call leaves no log behind."""
+    log_lightning_into_run_log()
     folder = Path(cfg.paths.output_dir) / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, folder / "config.yaml")
@@ -145,4 +171,5 @@ def run_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:
     import ddpm.resolvers  # noqa: F401  (the configs use its resolvers)
 
     sys.argv = exit_on_user_error(prepare_argv)(sys.argv)
+    lightning_messages_to_stdout()
     hydra.main(version_base="1.3", config_path=str(CONF), config_name=config_name)(exit_on_user_error(task))()

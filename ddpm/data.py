@@ -18,12 +18,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ddpm.errors import ConfigError, DDPMError
 
-# name -> (md5 of the official .gz file, as torchvision lists it; IDX magic number: 0x08 = uint8, low byte = ndim)
+# name -> (md5 of the official .gz file, as torchvision lists it; md5 of its uncompressed content; IDX magic number:
+# 0x08 = uint8, low byte = ndim)
 FILES = {
-    "train-images-idx3-ubyte": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", 2051),
-    "train-labels-idx1-ubyte": ("d53e105ee54ea40749a09fcbcd1e9432", 2049),
-    "t10k-images-idx3-ubyte": ("9fb629c4189551a2d022fa330f9573f3", 2051),
-    "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", 2049),
+    "train-images-idx3-ubyte": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb", 2051),
+    "train-labels-idx1-ubyte": ("d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624", 2049),
+    "t10k-images-idx3-ubyte": ("9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea", 2051),
+    "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637", 2049),
 }
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -41,9 +42,10 @@ def _md5(path: Path) -> str:
 
 
 def read_idx(path: Path, magic: int, check_md5: str | None = None) -> np.ndarray:
-    """Parse one IDX file (gzip-compressed or not) into a uint8 array, with an error that names the file."""
+    """Parse one IDX file (gzip-compressed or not) into a uint8 array, with an error that names the file.
+    `check_md5` is the expected MD5 of the file as it is on disk (compressed or not)."""
     fix = "delete it and rerun with data.download=true, or copy the official file there"
-    if check_md5 is not None and path.suffix == ".gz":
+    if check_md5 is not None:
         actual = _md5(path)
         if actual != check_md5:
             raise MNISTFileError(f"MNIST file {path} has MD5 {actual}, expected {check_md5}: {fix} (or set data.check_md5=false for custom data)")
@@ -94,12 +96,17 @@ def find_split_files(root: str | os.PathLike, split: str, download: bool = True)
     return paths
 
 
+def expected_md5(path: Path, name: str) -> str:
+    gz_md5, raw_md5, _ = FILES[name]
+    return gz_md5 if path.suffix == ".gz" else raw_md5
+
+
 def load_mnist_split(root: str | os.PathLike, split: str, download: bool = True, check_md5: bool = True):
     """(images uint8 N x 1 x 28 x 28, labels int64 N) of the 'train' or 'test' split under root/MNIST/raw."""
     images_path, labels_path = find_split_files(root, split, download)
     images_name, labels_name = SPLIT_FILES[split]
-    images = read_idx(images_path, FILES[images_name][1], FILES[images_name][0] if check_md5 else None)
-    labels = read_idx(labels_path, FILES[labels_name][1], FILES[labels_name][0] if check_md5 else None)
+    images = read_idx(images_path, FILES[images_name][2], expected_md5(images_path, images_name) if check_md5 else None)
+    labels = read_idx(labels_path, FILES[labels_name][2], expected_md5(labels_path, labels_name) if check_md5 else None)
     if len(images) != len(labels):
         raise MNISTFileError(f"MNIST files {images_path} and {labels_path} disagree: {len(images)} images, {len(labels)} labels")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))

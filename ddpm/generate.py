@@ -28,6 +28,13 @@ def cycling_labels(n: int, digit: int | None = None) -> torch.Tensor:
     return torch.full((n,), digit) if digit is not None else torch.arange(n) % 10
 
 
+def sampling_guidance(module, guidance: float, unconditional: bool = False) -> float:
+    """The guidance scale a request samples with: classifier-free guidance mixes a class-conditional prediction with
+    the unconditional one, so unconditional sampling (unconditional=true, or a model with model.num_classes=0) has
+    nothing to guide and samples with w = 0 whatever guidance says; sample, evaluate and compare share this rule."""
+    return guidance if module.conditional and not unconditional else 0.0
+
+
 def generate(
     module,
     sampler: Sampler,

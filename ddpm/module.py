@@ -160,13 +160,41 @@ class DiffusionModule(L.LightningModule):
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         total = self.trainer.estimated_stepping_batches if hp.cosine_decay else None
-
-        def factor(step: int) -> float:
-            warm = min(1.0, (step + 1) / max(1, hp.warmup_steps))
-            if total is None or step < hp.warmup_steps:
-                return warm
-            progress = min(1.0, (step - hp.warmup_steps) / max(1, total - hp.warmup_steps))
-            return 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = WarmupCosineLR(optimizer, WarmupCosine(hp.warmup_steps, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class WarmupCosine:
+    """The learning-rate factor at a step: linear warm-up over `warmup_steps`, then, with `total_steps`, a cosine
+    decay that reaches 0 at step `total_steps`. An object rather than a closure so that LambdaLR saves its fields
+    (plain numbers) in the checkpoint, and a resumed run knows where its decay was meant to end."""
+
+    def __init__(self, warmup_steps: int, total_steps: float | None = None):
+        self.warmup_steps, self.total_steps = warmup_steps, total_steps
+        self.decay_start, self.decay_from = warmup_steps, 1.0  # the step the cosine starts at, and its factor there
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.total_steps is None:
+            return 1.0
+        progress = min(1.0, (step - self.decay_start) / max(1, self.total_steps - self.decay_start))
+        return self.decay_from * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def end_at(self, step: int, total_steps: float) -> None:
+        """Move the end of the decay to `total_steps` from `step` on: the rest of the decay is a cosine from the
+        factor reached at `step` down to 0, so the learning rate goes on from where it was instead of jumping."""
+        if step > self.decay_start:
+            self.decay_start, self.decay_from = step, self(step)
+        self.total_steps = total_steps
+
+
+class WarmupCosineLR(torch.optim.lr_scheduler.LambdaLR):
+    """LambdaLR over one WarmupCosine. A run resumed with another trainer.max_steps restores the old schedule,
+    then stretches (or shortens) the rest of its decay to end at the new max_steps (WarmupCosine.end_at)."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        total = self.lr_lambdas[0].total_steps  # this run's, before the checkpoint's replaces it
+        super().load_state_dict(state_dict)
+        if total != self.lr_lambdas[0].total_steps:
+            self.lr_lambdas[0].end_at(self.last_epoch, total)

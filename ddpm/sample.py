@@ -11,7 +11,7 @@ from tqdm import tqdm
 from ddpm.checkpoint import load_module
 from ddpm.cli import check_writable, save_run_config
 from ddpm.errors import ConfigError
-from ddpm.generate import cycling_labels, generate
+from ddpm.generate import cycling_labels, generate, sampling_guidance
 from ddpm.runtime import resolve_device
 from ddpm.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
 from torchvision.utils import save_image
@@ -40,25 +40,24 @@ def sample(cfg: DictConfig) -> dict:
     T = module.diffusion.timesteps
     sampler.timesteps(T)  # raises on steps > T before any work
     conditional = module.conditional and not cfg.unconditional
-    if cfg.guidance > 0 and not conditional:
-        raise ConfigError(
-            f"guidance={cfg.guidance} needs a class-conditional model, and {cfg.ckpt} is unconditional"
-            if not module.conditional
-            else f"guidance={cfg.guidance} has no effect with unconditional=true: set guidance=0"
-        )
     if cfg.digit is not None and not conditional:
-        raise ConfigError(f"digit={cfg.digit} needs class-conditional sampling: drop digit= or unconditional=true")
+        raise ConfigError(
+            f"digit={cfg.digit} needs class-conditional sampling, and {cfg.ckpt} is unconditional: drop digit="
+            if not module.conditional
+            else f"digit={cfg.digit} needs class-conditional sampling: drop digit= or unconditional=true"
+        )
+    guidance = sampling_guidance(module, cfg.guidance, cfg.unconditional)
 
     save_run_config(cfg)
     module.to(resolve_device(cfg.device))
     labels = cycling_labels(cfg.n, cfg.digit) if conditional else None
-    log.info(f"sampling {cfg.n} images with {sampler} (T={T}), guidance {cfg.guidance}, seed {cfg.seed} on {module.device}")
+    log.info(f"sampling {cfg.n} images with {sampler} (T={T}), guidance {guidance}, seed {cfg.seed} on {module.device}")
     result = generate(
         module,
         sampler,
         cfg.n,
         labels,
-        guidance=cfg.guidance,
+        guidance=guidance,
         seed=cfg.seed,
         clip_x0=cfg.clip_x0,
         batch_size=cfg.batch_size,

@@ -56,15 +56,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_writable(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = instantiate(cfg.module, _recursive_=False)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
     ckpt_path = resume_checkpoint(cfg)
-    if ckpt_path:
-        check_resumable(ckpt_path, module)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    if ckpt_path:
+        check_resumable(ckpt_path, module, trainer)
+    # The data last: prepare_data may download MNIST, which a refused checkpoint or callback must not cause.
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
     datamodule.batches_per_epoch(trainer.num_devices * trainer.num_nodes)
     save_run_config(cfg)
     try:

@@ -44,7 +44,9 @@ def data_root():
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("sweep")
-    run("train.py", "-m", "schedule=linear,cosine", *FAST, f"data.root={data_root}", f"hydra.sweep.dir={out}")
+    # model.channel_mults is tiny's own value: a list in the folder names, without changing the model
+    run("train.py", "-m", "schedule=linear,cosine", "model.channel_mults=[1,2,2]", *FAST, f"data.root={data_root}",
+        f"hydra.sweep.dir={out}")
     return out
 
 
@@ -52,12 +54,16 @@ def test_two_schedule_sweep_gives_two_run_folders(sweep):
     runs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name[:2] for p in runs] == ["0_", "1_"]
     assert all("model-tiny" in p.name and "data.root" not in p.name for p in runs)
+    # A list value without "[", "," or "]", so that the path passes back as ckpt=PATH (the sample tests do that)
+    assert all("+model.channel_mults-1_2_2+" in p.name and not set("[],=") & set(p.name) for p in runs)
     assert ["schedule-linear" in p.name for p in runs] == [True, False]
     assert ["schedule-cosine" in p.name for p in runs] == [False, True]
     for run_dir in runs:
         assert (run_dir / "checkpoints" / "last.ckpt").is_file()
         assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
         assert (run_dir / "grids" / "step_000004.png").is_file()
+        log = (run_dir / "train.log").read_text()  # Lightning's messages reach the run's log file
+        assert "Total params" in log and "`Trainer.fit` stopped: `max_steps=4` reached." in log
         schedule = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]["schedule"]
         assert ("Cosine" in schedule["_target_"]) == ("cosine" in run_dir.name)
 
@@ -130,13 +136,28 @@ def test_sample_bad_checkpoints_are_one_line(sweep, unconditional_ckpt, tmp_path
         ([f"ckpt={truncated}"], "it is truncated or not a PyTorch file"),
         ([f"ckpt={text}"], "it is truncated or not a PyTorch file"),
         ([f"ckpt={mismatched}"], "does not match its own model config"),
-        ([f"ckpt={unconditional_ckpt}", "guidance=2"], "needs a class-conditional model"),
+        ([f"ckpt={unconditional_ckpt}", "digit=3"], "digit=3 needs class-conditional sampling"),
+        ([f"ckpt={ckpt_of(sweep)}", "unconditional=true", "digit=3"], "digit=3 needs class-conditional sampling"),
         ([f"ckpt={ckpt_of(sweep)}", "sampler=euler"], "sampler=euler is unknown: use one of ddim, ddpm"),
         ([f"ckpt={ckpt_of(sweep)}", f"hydra.run.dir={text}/run"], f"output folder {text}/run cannot be written"),
     ]
     for args, message in cases:
         assert_refused(run("sample.py", f"hydra.run.dir={tmp_path / 'out'}", *args, check=False), message)
         assert not (tmp_path / "out").exists()
+
+
+def test_unconditional_sampling_with_the_default_guidance(sweep, unconditional_ckpt, tmp_path):
+    """unconditional=true, or a model.num_classes=0 model, samples with w = 0 whatever guidance says."""
+    for name, args in (("flag", [f"ckpt={ckpt_of(sweep)}", "unconditional=true"]), ("uncond", [f"ckpt={unconditional_ckpt}"])):
+        run("sample.py", *args, "n=16", f"hydra.run.dir={tmp_path / name}")
+        samples = torch.load(tmp_path / name / "samples.pt", weights_only=True)
+        assert samples["images"].shape == (16, 1, 28, 28) and samples["labels"].tolist() == [-1] * 16
+        assert "guidance 0.0, seed 0" in (tmp_path / name / "sample.log").read_text()
+    run("sample.py", f"ckpt={ckpt_of(sweep)}", "unconditional=true", "guidance=0", "n=16",
+        f"hydra.run.dir={tmp_path / 'w0'}")
+    with_default, with_zero = (torch.load(tmp_path / d / "samples.pt", weights_only=True)["images"]
+                               for d in ("flag", "w0"))
+    assert torch.equal(with_default, with_zero)
 
 
 def test_missing_checkpoint(tmp_path):
@@ -148,6 +169,16 @@ def test_train_unknown_group_option_is_one_line(tmp_path):
     assert_refused(run("train.py", "schedule=cosin", f"hydra.run.dir={tmp_path / 'out'}", check=False),
                    "schedule=cosin is unknown: use one of cosine, linear, sigmoid")
     assert not (tmp_path / "out").exists()
+
+
+def test_train_bad_checkpoint_is_one_line_before_any_download(tmp_path):
+    """Lightning's device lines, printed while the trainer is built, go to stdout; stderr holds the error alone."""
+    empty = tmp_path / "data"
+    empty.mkdir()
+    proc = run("train.py", "model=tiny", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"data.root={empty}",
+               f"hydra.run.dir={tmp_path / 'out'}", check=False)
+    assert_refused(proc, f"checkpoint {tmp_path / 'nope.ckpt'} does not exist")
+    assert not (tmp_path / "out").exists() and not list(empty.iterdir())
 
 
 def event_files(run_dir: Path) -> list[Path]:

@@ -73,6 +73,21 @@ def test_wrong_file_reports_expected_md5(synthetic_mnist):
         load_mnist_split(synthetic_mnist, "train", download=False, check_md5=True)
 
 
+def test_uncompressed_copies_are_md5_checked_too(tmp_path, synthetic_mnist, real_mnist):
+    plain = tmp_path / "plain" / "MNIST" / "raw"
+    plain.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (plain / name).write_bytes(gzip.decompress((real_mnist / "MNIST" / "raw" / f"{name}.gz").read_bytes()))
+    images, labels = load_mnist_split(tmp_path / "plain", "test", download=False, check_md5=True)
+    assert images.shape == (10000, 1, 28, 28) and labels.bincount().tolist()[:2] == [980, 1135]
+    # A valid IDX file that is not the official one: refused, with the MD5 of the official uncompressed file.
+    (plain / "t10k-labels-idx1-ubyte").write_bytes(
+        gzip.decompress((synthetic_mnist / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    official = "27ae3e4e09519cfbb04c329615203637"
+    with pytest.raises(MNISTFileError, match=rf"t10k-labels-idx1-ubyte has MD5 \w+, expected {official}"):
+        load_mnist_split(tmp_path / "plain", "test", download=False, check_md5=True)
+
+
 def test_not_an_idx_file(tmp_path):
     write_idx(tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte", torch.zeros(3, 4).numpy())  # 2-d: wrong magic
     write_idx(tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", torch.zeros(3).numpy())

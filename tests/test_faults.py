@@ -1,6 +1,7 @@
 """Faults: resuming reproduces the uninterrupted run, numerical blow-ups stop cleanly, checkpoints are written
 atomically and read without unpickling objects, and bad configs are refused before anything is written."""
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -80,6 +81,55 @@ def test_resumed_run_continues_the_uninterrupted_one(uninterrupted, data, tmp_pa
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
 
 
+def learning_rates(run) -> dict[int, float]:
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    return {e.step: e.value for e in events.Scalars("lr-AdamW")}
+
+
+def test_resume_with_more_steps_stretches_the_cosine_decay_without_a_jump(data, tmp_path):
+    """A cosine-decay run stopped at step 7 of 20 and resumed with trainer.max_steps=30: the learning rate goes on
+    from where it was and decays to 0 at step 30, instead of jumping up to the value of a 30-step schedule."""
+    cosine = [*RUN, f"data.root={data}", "module.cosine_decay=true"]
+    first, resumed = tmp_path / "first", tmp_path / "resumed"
+    train(compose_train(first, cosine))
+    start = first / "checkpoints" / "at_007.ckpt"
+    train(compose_train(resumed, [*cosine, f"ckpt_path={start}", "trainer.max_steps=30"]))
+    before, after = learning_rates(first), learning_rates(resumed)
+    lr, warmup = 1e-3, 5
+    at_7 = lr * 0.5 * (1 + math.cos(math.pi * (7 - warmup) / (STEPS - warmup)))
+    assert before[7] == pytest.approx(at_7, rel=1e-6) and after[7] == pytest.approx(at_7, rel=1e-6)
+    # A 30-step schedule from the start would be at this value now: the jump the resumed run must not make.
+    assert after[8] < before[7] < lr * 0.5 * (1 + math.cos(math.pi * (8 - warmup) / (30 - warmup)))
+    expected = {s: at_7 * 0.5 * (1 + math.cos(math.pi * (s - 7) / (30 - 7))) for s in range(7, 30)}
+    assert after == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    # The decay the first run had ended at step 20 with learning rate 0: more steps there would not train.
+    with pytest.raises(CheckpointError, match=r"ended its cosine learning-rate decay .* at step 20, with learning rate"):
+        train(compose_train(tmp_path / "refused", [*cosine, f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
+                                                  "trainer.max_steps=30"]))
+    assert not (tmp_path / "refused").exists()
+
+
+def test_resume_on_another_number_of_processes_is_refused(uninterrupted, data, tmp_path):
+    """A checkpoint of a two-process DDP run (one generator state per rank) resumed by one process."""
+    checkpoint = torch.load(uninterrupted / "checkpoints" / "last.ckpt", weights_only=True)
+    cpu = checkpoint["rng_states"]["cpu"]
+    checkpoint["rng_states"]["cpu"] = torch.stack([cpu, cpu])
+    ddp = tmp_path / "ddp.ckpt"
+    torch.save(checkpoint, ddp)
+    with pytest.raises(CheckpointError, match=r"trained by 2 process\(es\) and this run has 1 .*trainer\.devices=2"):
+        train(compose_train(tmp_path / "run", [*RUN, f"data.root={data}", f"ckpt_path={ddp}"]))
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_checkpoint_is_refused_before_mnist_is_downloaded(tmp_path):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match="does not exist"):
+        train(compose_train(tmp_path / "run", [*RUN, f"data.root={empty}", "data.download=true",
+                                               "ckpt_path=/nonexistent.ckpt"]))
+    assert not list(empty.iterdir()) and not (tmp_path / "run").exists()
+
+
 def test_resume_with_another_model_config_is_refused(uninterrupted, data, tmp_path):
     start = uninterrupted / "checkpoints" / "last.ckpt"
     cfg = compose_train(tmp_path / "run", [*RUN, f"data.root={data}", f"ckpt_path={start}", "model.channels=16"])
@@ -153,6 +203,8 @@ def test_malicious_checkpoint_is_refused_without_running_it(uninterrupted, data,
         (["ckpt_path=/nonexistent.ckpt"], CheckpointError, "checkpoint /nonexistent.ckpt does not exist"),
         (["resume=/nonexistent"], CheckpointError, "resume=/nonexistent has no checkpoints/last.ckpt"),
         (["data.root=/nonexistent", "data.download=false"], MNISTFileError, "train-images-idx3-ubyte.gz is missing"),
+        (["callbacks.sample_metrics.every_n_validations=1", "callbacks.sample_metrics.classifier=/nonexistent/cnn.pt"],
+         ConfigError, "callbacks.sample_metrics.classifier=/nonexistent/cnn.pt does not exist: train it first"),
     ],
 )
 def test_bad_config_is_refused_before_anything_is_written(data, tmp_path, overrides, error, message):

@@ -1,9 +1,12 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.errors import ConfigError
+from ddpm.generate import sampling_guidance
 from ddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, guided_output
 from ddpm.schedules import CosineSchedule, LinearSchedule
 from ddpm.unet import UNet
@@ -140,3 +143,10 @@ def test_dpm_solver_is_second_order():
     assert e20 < e10 / 4
     assert e20 < error(DDIMSampler(20)) / 4
     assert e10 < error(DDIMSampler(10)) / 2
+
+
+def test_unconditional_sampling_has_no_guidance():
+    conditional, unconditional = SimpleNamespace(conditional=True), SimpleNamespace(conditional=False)
+    assert sampling_guidance(conditional, 2.0) == 2.0
+    assert sampling_guidance(conditional, 2.0, unconditional=True) == 0.0
+    assert sampling_guidance(unconditional, 2.0) == 0.0

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import TINY, compose_train
@@ -70,6 +71,17 @@ def test_unconditional_training(tmp_path, synthetic_mnist):
     metrics = train(cfg)
     assert math.isfinite(metrics["val/loss"])
     assert not load_module(tmp_path / "u" / "checkpoints" / "last.ckpt").conditional
+
+
+def test_deterministic_is_a_trainer_key(tmp_path):
+    """`python train.py trainer.deterministic=true` needs no `+`: the key is in conf/trainer/default.yaml."""
+    cfg = compose_train(tmp_path / "d", [*TINY, "trainer.deterministic=true"])
+    try:
+        instantiate(cfg.trainer)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert not (tmp_path / "d").exists()
 
 
 def test_real_mnist_train_step(tmp_path, real_mnist):
