@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ddpm.errors import ConfigError, DDPMError
+from ddpm.validation import boolean, integer, positive_int, text
 
 # name -> (md5 of the official .gz file, as torchvision lists it; IDX magic number: 0x08 = uint8, low byte = ndim)
 FILES = {
@@ -167,15 +168,16 @@ class MNISTDataModule(L.LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        self.root = root
-        self.download = download
-        self.check_md5 = check_md5
-        self.batch_size = batch_size
-        self.train_size = train_size
-        self.val_size = val_size
-        self.val_timesteps = val_timesteps
-        self.val_seed = val_seed
-        self.seed = seed
+        self.root = text("data.root", root)
+        self.download = boolean("data.download", download)
+        self.check_md5 = boolean("data.check_md5", check_md5)
+        self.batch_size = positive_int("data.batch_size", batch_size, hint=", e.g. 128")
+        self.train_size = positive_int("data.train_size", train_size, optional=True, hint=" (all 60000)")
+        self.val_size = positive_int("data.val_size", val_size)
+        self.val_timesteps = positive_int("data.val_timesteps", val_timesteps)
+        # ResumableShuffle seeds its generator with (seed << 32) + epoch, which must stay a 64-bit seed.
+        self.val_seed = integer("data.val_seed", val_seed, low=0, high=2**32 - 1)
+        self.seed = integer("data.seed", seed, low=0, high=2**32 - 1)
         self.train_set = self.val_set = None
 
     def prepare_data(self):
