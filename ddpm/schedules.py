@@ -46,7 +46,7 @@ class LinearSchedule(NoiseSchedule):
     def __init__(self, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
         number("schedule.beta_end", beta_end, 0, 1, low_open=True, high_open=True, hint=", e.g. 0.02")
         number("schedule.beta_start", beta_start, 0, beta_end, low_open=True, high_open=True,
-               hint=f" (below schedule.beta_end={beta_end}), e.g. 1e-4")
+               hint=" (below schedule.beta_end), e.g. 1e-4")
         self.beta_start, self.beta_end = beta_start, beta_end
         super().__init__(timesteps)
 
@@ -109,7 +109,7 @@ class SigmoidSchedule(AlphaBarSchedule):
 
     def __init__(self, timesteps: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1.0, max_beta: float = 0.999):
         number("schedule.end", end, hint=", e.g. 3")
-        number("schedule.start", start, high=end, high_open=True, hint=f" (below schedule.end={end}), e.g. -3")
+        number("schedule.start", start, high=end, high_open=True, hint=" (below schedule.end), e.g. -3")
         number("schedule.tau", tau, low=0, low_open=True, hint=", e.g. 1")
         self.start, self.end, self.tau = start, end, tau
         super().__init__(timesteps, max_beta)

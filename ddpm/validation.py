@@ -9,6 +9,7 @@ A component checks its own arguments in its constructor; the options of Lightnin
 import math
 import re
 from collections.abc import Iterable
+from contextlib import contextmanager
 
 from ddpm.errors import ConfigError
 
@@ -136,7 +137,24 @@ def lightning_precisions() -> list[str]:
 
     from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
 
-    return [str(value) for kind in get_args(_PRECISION_INPUT) for value in get_args(kind)]
+    values = [str(value) for kind in get_args(_PRECISION_INPUT) for value in get_args(kind)]
+    return list(dict.fromkeys(values))
+
+
+@contextmanager
+def refused_by_lightning(group: str):
+    """Lightning checks accelerator, devices and strategy itself, against the machine, when the Trainer is built,
+    and its messages name the argument (`Trainer(devices=0)` ...); they become one line instead of a traceback."""
+    from hydra.errors import InstantiationException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        yield
+    except (InstantiationException, MisconfigurationException, ValueError, TypeError) as e:
+        cause = e.__cause__ if isinstance(e, InstantiationException) and e.__cause__ is not None else e
+        if not isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
+            raise
+        raise ConfigError(f"{group}: Lightning refuses these settings: {' '.join(str(cause).split())}") from e
 
 
 def check_train_options(cfg) -> None:
@@ -146,10 +164,11 @@ def check_train_options(cfg) -> None:
     # seed_everything takes 32-bit seeds.
     integer("seed", cfg.get("seed"), low=0, high=2**32 - 1)
     trainer = cfg.trainer
-    max_steps = integer("trainer.max_steps", trainer.get("max_steps", -1), low=-1, hint=" (-1: no limit)")
-    if max_steps == 0:
-        raise refuse("trainer.max_steps", max_steps, "an integer >= 1, or -1 for no limit")
-    integer("trainer.max_epochs", trainer.get("max_epochs"), low=-1, optional=True, hint=" (-1: no limit)")
+    for key in ("max_steps", "max_epochs"):
+        # 0 would end the run before its first step; of the negative values Lightning reads only -1 as "no limit".
+        value = trainer.get(key)
+        if value is not None and value != -1:
+            integer(f"trainer.{key}", value, low=1, hint=", or -1 for no limit")
     interval = trainer.get("val_check_interval")
     if interval is not None and not (isinstance(interval, int) and not isinstance(interval, bool) and interval >= 1):
         number("trainer.val_check_interval", interval, 0, 1, low_open=True,
