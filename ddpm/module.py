@@ -63,7 +63,7 @@ class DiffusionModule(L.LightningModule):
         net, schedule = _plain(net), _plain(schedule)
         # 1 would never show the network a label, so the conditional model would not be trained at all.
         probability("module.cond_drop_prob", cond_drop_prob, high_open=True, hint=", e.g. 0.1")
-        number("module.lr", lr, low=0, low_open=True, hint=", e.g. 1e-3")
+        number("module.lr", lr, low=0, hint=", e.g. 1e-3 (0 keeps the weights as they are)")
         number("module.weight_decay", weight_decay, low=0)
         integer("module.warmup_steps", warmup_steps, low=0)
         boolean("module.cosine_decay", cosine_decay)

@@ -12,7 +12,7 @@ import torch
 
 from ddpm.diffusion import GaussianDiffusion, extract
 from ddpm.errors import ConfigError
-from ddpm.validation import number, one_of, positive_int
+from ddpm.validation import integer, number, one_of
 
 
 @dataclass
@@ -92,8 +92,9 @@ def evenly_spaced(T: int, steps: int | None) -> list[int]:
 
 
 def _check_steps(steps, optional: bool = False) -> int | None:
-    return positive_int("steps", steps, optional=optional, hint=" (no more than the schedule's timesteps)" + (
-        ": null runs all T" if optional else ""))
+    # The schedule's T is known only when sampling starts; evenly_spaced refuses steps > T then.
+    allowed = "an integer from 1 to the schedule's timesteps" + (", or null for all of them" if optional else "")
+    return integer("steps", steps, low=1, optional=optional, allowed=allowed)
 
 
 class DDPMSampler(Sampler):

@@ -37,22 +37,23 @@ def _or_null(allowed: str, optional: bool) -> str:
     return f"{allowed}, or null" if optional else allowed
 
 
-def integer(key: str, value, low: int | None = None, high: int | None = None, optional: bool = False, hint: str = ""):
-    """An integer in [low, high] (either bound may be open-ended); None too when optional."""
+def _integer_range(low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f"an integer from {low} to {high}"
+    if low is not None:
+        return f"an integer >= {low}"
+    return "an integer" if high is None else f"an integer <= {high}"
+
+
+def integer(key: str, value, low: int | None = None, high: int | None = None, optional: bool = False, hint: str = "",
+            allowed: str | None = None):
+    """An integer in [low, high] (either bound may be open-ended); None too when optional. `allowed` replaces the
+    message's description of the range."""
     if value is None and optional:
         return None
-    if low is not None and high is not None:
-        allowed = f"an integer from {low} to {high}"
-    elif low is not None:
-        allowed = f"an integer >= {low}"
-    elif high is not None:
-        allowed = f"an integer <= {high}"
-    else:
-        allowed = "an integer"
-    allowed = _or_null(allowed, optional) + hint
-    if not _is_number(value) or int(value) != value:
-        raise refuse(key, value, allowed)
-    if (low is not None and value < low) or (high is not None and value > high):
+    if allowed is None:
+        allowed = _or_null(_integer_range(low, high), optional) + hint
+    if not _is_number(value) or int(value) != value or (low is not None and value < low) or (high is not None and value > high):
         raise refuse(key, value, allowed)
     return int(value)
 
