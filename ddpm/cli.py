@@ -142,6 +142,9 @@ class CheckOutputFolder(Callback):
 
     @exit_on_user_error
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        # The default run folder's name holds ${hydra:runtime.choices...}, which resolves only once HydraConfig is
+        # set; Hydra sets it after this callback, and without it the check was skipped with a warning on stderr.
+        HydraConfig.instance().set_config(config)
         check_writable(config.hydra.run.dir)
 
     @exit_on_user_error
