@@ -8,7 +8,7 @@ A component checks its own arguments in its constructor; the options of Lightnin
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 
 from ddpm.errors import ConfigError
@@ -20,7 +20,7 @@ def show(value) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+    if isinstance(value, Sequence) and not isinstance(value, str):  # lists, tuples, OmegaConf's ListConfig
         return "[" + ",".join(show(v) for v in value) + "]"
     return str(value)
 
@@ -83,10 +83,6 @@ def number(key: str, value, low: float | None = None, high: float | None = None,
     if high is not None and (value > high or (high_open and value == high)):
         raise refuse(key, value, allowed)
     return value
-
-
-def in_range(key: str, value, low: float, high: float, **kwargs):
-    return number(key, value, low, high, **kwargs)
 
 
 def probability(key: str, value, high_open: bool = False, hint: str = ""):
