@@ -11,6 +11,7 @@ from ddpm.errors import ConfigError
 from ddpm.generate import generate
 from ddpm.images import grid, save_grid, to_pixels
 from ddpm.samplers import Sampler
+from ddpm.validation import boolean, integer, number, positive_int, text
 
 
 def grid_labels(rows: int = 10, per_row: int = 10) -> torch.Tensor:
@@ -43,10 +44,10 @@ class SampleGrid(EMAValidationCallback):
 
     def __init__(self, sampler: Sampler, dirpath: str, guidance: float = 2.0, seed: int = 0, clip_x0: bool = True):
         self.sampler = sampler
-        self.dirpath = Path(dirpath)
-        self.guidance = guidance
-        self.seed = seed
-        self.clip_x0 = clip_x0
+        self.dirpath = Path(text("callbacks.sample_grid.dirpath", dirpath))
+        self.guidance = number("callbacks.sample_grid.guidance", guidance, low=0, hint=" (0: no guidance)")
+        self.seed = integer("callbacks.sample_grid.seed", seed, low=0, high=2**32 - 1)
+        self.clip_x0 = boolean("callbacks.sample_grid.clip_x0", clip_x0)
 
     def on_ema_validation_end(self, trainer, pl_module):
         labels = grid_labels() if pl_module.conditional else None
@@ -91,11 +92,12 @@ class SampleMetrics(EMAValidationCallback):
                 f"`python -m ddpm.metrics.classifier`, or set callbacks.sample_metrics.every_n_validations=0"
             )
         self.sampler = sampler
-        self.classifier = classifier
-        self.every_n_validations = every_n_validations
-        self.n = n
-        self.guidance = guidance
-        self.seed = seed
+        self.classifier = text("callbacks.sample_metrics.classifier", classifier)
+        self.every_n_validations = integer("callbacks.sample_metrics.every_n_validations", every_n_validations, low=0,
+                                           hint=" (0: off)")
+        self.n = positive_int("callbacks.sample_metrics.n", n, hint=", e.g. 500")
+        self.guidance = number("callbacks.sample_metrics.guidance", guidance, low=0, hint=" (0: no guidance)")
+        self.seed = integer("callbacks.sample_metrics.seed", seed, low=0, high=2**32 - 1)
         self.validations = 0
         self.scorer = None
 

@@ -68,7 +68,18 @@ def resume_args(args: list[str]) -> list[str]:
     return [args[0], *previous, *args[1:], *run_dir]
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def multirun_flag_first(argv: list[str]) -> list[str]:
+    """Hydra's argparse reads the overrides as one positional list, which a flag between them cuts short
+    ("unrecognized arguments"); people type `-m` wherever they think of it, so it goes first."""
+    flags = [a for a in argv[1:] if a in MULTIRUN_FLAGS]
+    return [argv[0], *flags, *(a for a in argv[1:] if a not in MULTIRUN_FLAGS)]
+
+
 def prepare_argv(argv: list[str]) -> list[str]:
+    argv = multirun_flag_first(argv)
     check_group_choices(argv[1:])
     return resume_args(argv)
 
@@ -157,6 +168,9 @@ class CheckOutputFolder(Callback):
 
     @exit_on_user_error
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        # The default run folder's name holds ${hydra:runtime.choices...}, which resolves only once HydraConfig is
+        # set; Hydra sets it after this callback, and without it the check was skipped with a warning on stderr.
+        HydraConfig.instance().set_config(config)
         check_writable(config.hydra.run.dir)
 
     @exit_on_user_error

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ddpm.errors import ConfigError, DDPMError
+from ddpm.validation import boolean, integer, number, positive_int, refuse, text
 
 # name -> (md5 of the official .gz file, as torchvision lists it; md5 of its uncompressed content; IDX magic number:
 # 0x08 = uint8, low byte = ndim)
@@ -156,6 +157,13 @@ class ResumableShuffle(Sampler[int]):
         return iter(mine[self.skip if self.epoch == self.start_epoch else 0 :].tolist())
 
 
+def log_snr_grid(values) -> tuple[float, ...]:
+    """data.val_log_snr: a non-empty list of log-SNRs; beyond +-20 no schedule here has a step."""
+    if isinstance(values, (str, int, float)) or not values:
+        raise refuse("data.val_log_snr", values, "a non-empty list of numbers in [-20, 20], e.g. [-8, -4, 0, 4, 8]")
+    return tuple(float(number("data.val_log_snr", v, -20, 20)) for v in values)
+
+
 class MNISTDataModule(L.LightningDataModule):
     """Train on the training split (or its first `train_size` images); validate on the first `val_size` images of
     the test split. Each validation image carries fixed noise, a fixed timestep position u in [0, 1) on a grid of
@@ -176,16 +184,17 @@ class MNISTDataModule(L.LightningDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        self.root = root
-        self.download = download
-        self.check_md5 = check_md5
-        self.batch_size = batch_size
-        self.train_size = train_size
-        self.val_size = val_size
-        self.val_timesteps = val_timesteps
-        self.val_log_snr = tuple(float(v) for v in val_log_snr)
-        self.val_seed = val_seed
-        self.seed = seed
+        self.root = text("data.root", root)
+        self.download = boolean("data.download", download)
+        self.check_md5 = boolean("data.check_md5", check_md5)
+        self.batch_size = positive_int("data.batch_size", batch_size, hint=", e.g. 128")
+        self.train_size = positive_int("data.train_size", train_size, optional=True, hint=" (all 60000)")
+        self.val_size = positive_int("data.val_size", val_size)
+        self.val_timesteps = positive_int("data.val_timesteps", val_timesteps)
+        self.val_log_snr = log_snr_grid(val_log_snr)
+        # ResumableShuffle seeds its generator with (seed << 32) + epoch, which must stay a 64-bit seed.
+        self.val_seed = integer("data.val_seed", val_seed, low=0, high=2**32 - 1)
+        self.seed = integer("data.seed", seed, low=0, high=2**32 - 1)
         self.train_set = self.val_set = None
 
     def prepare_data(self):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ddpm.schedules import NoiseSchedule
-from ddpm.errors import ConfigError
+from ddpm.validation import number, one_of
 
 PREDICTIONS = ("eps", "x0", "v")
 
@@ -23,10 +23,9 @@ def extract(values: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
 class GaussianDiffusion(nn.Module):
     def __init__(self, schedule: NoiseSchedule, prediction: str = "eps", min_snr_gamma: float | None = None):
         super().__init__()
-        if prediction not in PREDICTIONS:
-            raise ConfigError(f"unknown prediction target {prediction!r}: use one of {', '.join(PREDICTIONS)}")
-        if min_snr_gamma is not None and not min_snr_gamma > 0:
-            raise ConfigError(f"module.min_snr_gamma={min_snr_gamma} must be positive (5 is the paper's), or null for none")
+        one_of("module.prediction", prediction, PREDICTIONS)
+        number("module.min_snr_gamma", min_snr_gamma, low=0, low_open=True, optional=True,
+               hint=" for the plain DDPM loss (5 is the paper's)")
         self.schedule = schedule
         self.prediction = prediction
         self.timesteps = schedule.timesteps

@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 
 from ddpm.checkpoint import load_module
 from ddpm.cli import run_app
+from ddpm.generate import sampling_guidance
 from ddpm.runtime import resolve_device
-from ddpm.sample import check_request
 from ddpm.scoring import build_scorer, score_sampler
+from ddpm.validation import check_request
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def evaluate(cfg: DictConfig) -> dict:
     module = load_module(cfg.ckpt, ema=cfg.ema).to(device)
     sampler.timesteps(module.diffusion.timesteps)  # refuse steps > T before any work
     scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), device=device)
-    guidance = cfg.guidance if module.conditional else 0.0
+    guidance = sampling_guidance(module, cfg.guidance)
     with torch.inference_mode():
         scores = score_sampler(module, sampler, scorer, cfg.n, guidance, cfg.seed, cfg.batch_size)
     result = {"ckpt": str(cfg.ckpt), "sampler": repr(sampler), "timesteps": module.diffusion.timesteps, "n": cfg.n,

@@ -8,7 +8,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm.diffusion import GaussianDiffusion
-from ddpm.errors import ConfigError, DDPMError
+from ddpm.errors import DDPMError
+from ddpm.validation import boolean, integer, number, probability
 
 
 class NonFiniteError(DDPMError):
@@ -60,8 +61,13 @@ class DiffusionModule(L.LightningModule):
     ):
         super().__init__()
         net, schedule = _plain(net), _plain(schedule)
-        if not 0 <= cond_drop_prob < 1:
-            raise ConfigError(f"module.cond_drop_prob={cond_drop_prob} must lie in [0, 1), e.g. 0.1")
+        # 1 would never show the network a label, so the conditional model would not be trained at all.
+        probability("module.cond_drop_prob", cond_drop_prob, high_open=True, hint=", e.g. 0.1")
+        number("module.lr", lr, low=0, hint=", e.g. 1e-3 (0 keeps the weights as they are)")
+        number("module.weight_decay", weight_decay, low=0)
+        integer("module.warmup_steps", warmup_steps, low=0)
+        boolean("module.cosine_decay", cosine_decay)
+        boolean("module.channels_last", channels_last)
         self.save_hyperparameters(
             dict(net=net, schedule=schedule, prediction=prediction, min_snr_gamma=min_snr_gamma,
                  cond_drop_prob=cond_drop_prob, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,

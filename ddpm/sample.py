@@ -14,19 +14,12 @@ from ddpm.errors import ConfigError
 from ddpm.generate import cycling_labels, generate, sampling_guidance
 from ddpm.runtime import resolve_device
 from ddpm.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
+from ddpm.validation import check_request
 from torchvision.utils import save_image
 
 log = logging.getLogger(__name__)
 
 
-def check_request(cfg: DictConfig) -> None:
-    """Everything about the request that can be wrong, checked before the checkpoint is read or anything written."""
-    if cfg.n <= 0:
-        raise ConfigError(f"n={cfg.n}: ask for at least one image, e.g. n=100")
-    if cfg.guidance < 0:
-        raise ConfigError(f"guidance={cfg.guidance} is negative: use 0 (no guidance) or a positive scale such as 2")
-    if cfg.get("digit") is not None and cfg.digit not in range(10):
-        raise ConfigError(f"digit={cfg.digit} is not a class label: use 0-9, or drop digit= to cycle through all ten")
 
 
 def sample(cfg: DictConfig) -> dict:

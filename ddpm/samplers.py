@@ -12,6 +12,7 @@ import torch
 
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.errors import ConfigError
+from ddpm.validation import integer, number, one_of
 
 
 @dataclass
@@ -54,8 +55,7 @@ class Sampler:
     ) -> SampleResult:
         """Run the reverse process from `noise`. Randomness comes only from `generator` (CPU), so a seed fixes
         the result. `progress` wraps the step iterator (e.g. tqdm)."""
-        if guidance < 0:
-            raise ConfigError(f"guidance={guidance} is negative: use 0 (no guidance) or a positive scale such as 2")
+        number("guidance", guidance, low=0, hint=" (0: no guidance; 2 is a good start)")
         steps = self.timesteps(diffusion.timesteps)
         record = set(torch.linspace(0, len(steps) - 1, trajectory_frames - 1).round().long().tolist()) if trajectory_frames > 1 else set()
         self.reset()
@@ -86,10 +86,10 @@ def evenly_spaced(T: int, steps: int | None) -> list[int]:
     return torch.linspace(T - 1, 0, steps).round().long().tolist()
 
 
-def _check_steps(steps) -> int | None:
-    if steps is not None and (int(steps) != steps or steps < 1):
-        raise ConfigError(f"steps={steps} is invalid: use an integer between 1 and the schedule's timesteps")
-    return None if steps is None else int(steps)
+def _check_steps(steps, optional: bool = False) -> int | None:
+    # The schedule's T is known only when sampling starts; evenly_spaced refuses steps > T then.
+    allowed = "an integer from 1 to the schedule's timesteps" + (", or null for all of them" if optional else "")
+    return integer("steps", steps, low=1, optional=optional, allowed=allowed)
 
 
 class DDPMSampler(Sampler):
@@ -98,10 +98,8 @@ class DDPMSampler(Sampler):
     'posterior' (beta~_t, the lower bound) or 'beta' (beta_t, the upper bound)."""
 
     def __init__(self, steps: int | None = None, variance: str = "posterior"):
-        if variance not in ("posterior", "beta"):
-            raise ConfigError(f"unknown DDPM variance {variance!r}: use 'posterior' or 'beta'")
-        self.steps = _check_steps(steps)
-        self.variance = variance
+        self.steps = _check_steps(steps, optional=True)
+        self.variance = one_of("sampler.variance", variance, ("posterior", "beta"))
 
     def timesteps(self, T: int) -> list[int]:
         return evenly_spaced(T, self.steps)
@@ -123,12 +121,9 @@ class DDIMSampler(Sampler):
     down to 0. eta = 0 is deterministic; eta = 1 is DDPM with the posterior variance."""
 
     def __init__(self, steps: int = 50, eta: float = 0.0):
-        if steps is None:
-            raise ConfigError("DDIM needs a number of steps, e.g. steps=50")
-        if eta < 0:
-            raise ConfigError(f"eta={eta} is negative: use 0 (deterministic) to 1 (DDPM-like)")
         self.steps = _check_steps(steps)
-        self.eta = eta
+        # Above 1, sigma would exceed the noise level of the step's target and the formula stops being DDIM's.
+        self.eta = number("sampler.eta", eta, 0, 1, hint=" (0: deterministic, 1: DDPM-like)")
 
     def timesteps(self, T: int) -> list[int]:
         return evenly_spaced(T, self.steps)
@@ -154,8 +149,6 @@ class DPMSolverSampler(Sampler):
     from the previous step overshoots, and the one to the clean sample (lambda = infinity)."""
 
     def __init__(self, steps: int = 20):
-        if steps is None:
-            raise ConfigError("DPM-Solver++ needs a number of steps, e.g. steps=20")
         self.steps = _check_steps(steps)
         self.reset()
 

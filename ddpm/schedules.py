@@ -9,6 +9,7 @@ import math
 import torch
 
 from ddpm.errors import ConfigError
+from ddpm.validation import integer, number, refuse
 
 
 class NoiseSchedule:
@@ -17,12 +18,10 @@ class NoiseSchedule:
     name = "base"
 
     def __init__(self, timesteps: int = 1000):
-        if int(timesteps) != timesteps or timesteps < 2:
-            raise ConfigError(f"schedule.timesteps={timesteps} is invalid: use an integer >= 2 (e.g. schedule.timesteps=1000)")
-        self.timesteps = int(timesteps)
+        self.timesteps = integer("schedule.timesteps", timesteps, low=2, hint=", e.g. 1000")
         betas = self._betas().to(torch.float64)
         if betas.shape != (self.timesteps,) or not bool(((betas > 0) & (betas < 1)).all()):
-            raise ConfigError(f"{type(self).__name__} produced betas outside (0, 1); check its parameters")
+            raise ConfigError(f"{self!r} gives betas outside (0, 1) in float64: choose less extreme schedule.* values")
         self.betas = betas
         self.alphas = 1.0 - betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
@@ -45,11 +44,9 @@ class LinearSchedule(NoiseSchedule):
     name = "linear"
 
     def __init__(self, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
-        if not 0 < beta_start < beta_end < 1:
-            raise ConfigError(
-                f"linear schedule needs 0 < beta_start < beta_end < 1, got beta_start={beta_start}, "
-                f"beta_end={beta_end}: fix schedule.beta_start / schedule.beta_end"
-            )
+        number("schedule.beta_end", beta_end, 0, 1, low_open=True, high_open=True, hint=", e.g. 0.02")
+        number("schedule.beta_start", beta_start, 0, beta_end, low_open=True, high_open=True,
+               hint=" (below schedule.beta_end), e.g. 1e-4")
         self.beta_start, self.beta_end = beta_start, beta_end
         super().__init__(timesteps)
 
@@ -57,7 +54,9 @@ class LinearSchedule(NoiseSchedule):
         scale = 1000 / self.timesteps
         end = self.beta_end * scale
         if end >= 1:
-            raise ConfigError(f"linear schedule: beta_end*1000/T = {end:.3g} >= 1 for T={self.timesteps}: use more timesteps")
+            raise refuse("schedule.beta_end", self.beta_end,
+                         f"a value below {self.timesteps / 1000:g} with schedule.timesteps={self.timesteps} (both ends scale "
+                         f"by 1000/T), or use more timesteps")
         return torch.linspace(self.beta_start * scale, end, self.timesteps, dtype=torch.float64)
 
     def __repr__(self) -> str:
@@ -69,8 +68,7 @@ class AlphaBarSchedule(NoiseSchedule):
     capped at max_beta so that the last steps stay invertible (Nichol & Dhariwal 2021, eq. 17)."""
 
     def __init__(self, timesteps: int = 1000, max_beta: float = 0.999):
-        if not 0 < max_beta < 1:
-            raise ConfigError(f"schedule.max_beta={max_beta} must lie in (0, 1), e.g. 0.999")
+        number("schedule.max_beta", max_beta, 0, 1, low_open=True, high_open=True, hint=", e.g. 0.999")
         self.max_beta = max_beta
         super().__init__(timesteps)
 
@@ -91,8 +89,7 @@ class CosineSchedule(AlphaBarSchedule):
     name = "cosine"
 
     def __init__(self, timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999):
-        if not s > 0:
-            raise ConfigError(f"cosine schedule needs s > 0, got schedule.s={s}: the default is 0.008")
+        number("schedule.s", s, low=0, low_open=True, hint=", e.g. 0.008")
         self.s = s
         super().__init__(timesteps, max_beta)
 
@@ -111,8 +108,9 @@ class SigmoidSchedule(AlphaBarSchedule):
     name = "sigmoid"
 
     def __init__(self, timesteps: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1.0, max_beta: float = 0.999):
-        if not (start < end and tau > 0):
-            raise ConfigError(f"sigmoid schedule needs start < end and tau > 0, got start={start}, end={end}, tau={tau}")
+        number("schedule.end", end, hint=", e.g. 3")
+        number("schedule.start", start, high=end, high_open=True, hint=" (below schedule.end), e.g. -3")
+        number("schedule.tau", tau, low=0, low_open=True, hint=", e.g. 1")
         self.start, self.end, self.tau = start, end, tau
         super().__init__(timesteps, max_beta)
 

@@ -12,6 +12,7 @@ from ddpm.checkpoint import CheckpointError, check_resumable, load_checkpoint
 from ddpm.cli import check_writable, save_run_config
 from ddpm.errors import ConfigError
 from ddpm.module import NonFiniteError
+from ddpm.validation import check_train_options, refused_by_lightning
 
 
 def check_multirun_ddp(cfg: DictConfig) -> None:
@@ -52,6 +53,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; returns the last logged metrics (train/loss, val/loss, ...).
 
     Everything a config can get wrong is checked before the first file is written."""
+    check_train_options(cfg)
     check_multirun_ddp(cfg)
     check_writable(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -59,7 +61,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resume_checkpoint(cfg)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    with refused_by_lightning("trainer"):
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     if ckpt_path:
         check_resumable(ckpt_path, module, trainer)
     # The data last: prepare_data may download MNIST, which a refused checkpoint or callback must not cause.

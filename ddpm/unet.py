@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddpm.errors import ConfigError
+from ddpm.validation import boolean, integer, number, positive_int, refuse
+
+HEADS = 4  # self-attention heads: the attention levels' width must divide by it
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -21,6 +23,38 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+def check_shape(channels, channel_mults, num_res_blocks, attention, num_classes, dropout, in_channels, patch_size,
+                image_size, skip_stem_and_downsample) -> None:
+    """What the layers below can build: GroupNorm takes any width (gcd(8, width) groups), but the sinusoidal time
+    embedding has `channels` features only when that number is even, the attention heads split the last level's
+    width in HEADS, and every level but the last halves the feature maps."""
+    integer("model.channels", channels, low=2)
+    if channels % 2:
+        raise refuse("model.channels", channels, "an even number (it is the width of the sinusoidal time embedding), e.g. 48")
+    if isinstance(channel_mults, (str, bytes)) or not hasattr(channel_mults, "__len__") or not len(channel_mults):
+        raise refuse("model.channel_mults", channel_mults, "a list of positive integers, one per level, e.g. [1,2,2]")
+    for mult in channel_mults:
+        if not isinstance(mult, int) or isinstance(mult, bool) or mult < 1:
+            raise refuse("model.channel_mults", channel_mults, "a list of positive integers, one per level, e.g. [1,2,2]")
+    positive_int("model.num_res_blocks", num_res_blocks)
+    boolean("model.attention", attention)
+    if attention and (channels * channel_mults[-1]) % HEADS:
+        raise refuse("model.channels", channels, f"a multiple of {HEADS} with model.attention=true: the last level's "
+                     f"{channels * channel_mults[-1]} channels are split into {HEADS} attention heads")
+    integer("model.num_classes", num_classes, low=0, hint=" (0: unconditional)")
+    number("model.dropout", dropout, 0, 1, high_open=True)
+    positive_int("model.in_channels", in_channels)
+    positive_int("model.image_size", image_size)
+    positive_int("model.patch_size", patch_size)
+    boolean("model.skip_stem_and_downsample", skip_stem_and_downsample)
+    if image_size % patch_size:
+        raise refuse("model.patch_size", patch_size, f"a divisor of the image size {image_size}, e.g. 1 or 2")
+    top, halvings = image_size // patch_size, len(channel_mults) - 1
+    if top % 2**halvings:
+        raise refuse("model.channel_mults", channel_mults, f"fewer levels: {len(channel_mults)} levels halve "
+                     f"{top}x{top} feature maps {halvings} times, which needs a size divisible by {2**halvings}")
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -51,7 +85,7 @@ class ResBlock(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, channels: int, heads: int = 4):
+    def __init__(self, channels: int, heads: int = HEADS):
         super().__init__()
         self.heads = heads
         self.norm = group_norm(channels)
@@ -94,14 +128,8 @@ class UNet(nn.Module):
         skip_stem_and_downsample: bool = True,
     ):
         super().__init__()
-        if patch_size < 1 or image_size % patch_size:
-            raise ConfigError(f"model.patch_size={patch_size} must divide the image size {image_size}: use 1 or 2")
-        top = image_size // patch_size
-        if not channel_mults or top % 2 ** (len(channel_mults) - 1):
-            raise ConfigError(
-                f"model.channel_mults={list(channel_mults)} halves {top}x{top} feature maps {len(channel_mults) - 1} times, "
-                f"which needs a size divisible by {2 ** (len(channel_mults) - 1)}: use fewer levels"
-            )
+        check_shape(channels, channel_mults, num_res_blocks, attention, num_classes, dropout, in_channels, patch_size,
+                    image_size, skip_stem_and_downsample)
         self.num_classes = num_classes
         self.null_label = num_classes  # the extra embedding row, used when the label is dropped
         self.time_dim = channels

@@ -1,4 +1,5 @@
 from types import SimpleNamespace
+import math
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from ddpm.diffusion import GaussianDiffusion
 from ddpm.errors import ConfigError
 from ddpm.generate import sampling_guidance
 from ddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, guided_output
-from ddpm.schedules import CosineSchedule, LinearSchedule
+from ddpm.schedules import CosineSchedule, LinearSchedule, NoiseSchedule
 from ddpm.unet import UNet
 
 
@@ -123,26 +124,130 @@ def test_negative_guidance_is_refused(tiny_net):
         DDIMSampler(5).sample(tiny_net, d, torch.randn(1, 1, 28, 28), torch.tensor([1]), guidance=-1)
 
 
-def test_dpm_solver_is_second_order():
-    """On a Gaussian data distribution the exact eps-predictor is known in closed form, and the ODE's endpoint
-    from a fixed noise is a deterministic map; DPM-Solver++(2M)'s error against a 1000-step solve must shrink
-    about 4x when the step count doubles (second order), and beat DDIM (first order) at equal steps."""
-    d = GaussianDiffusion(CosineSchedule(1000))
-    mean, std = 0.3, 0.5  # data ~ N(mean, std^2) per pixel
+# Data x0 ~ N(MU, S^2) per pixel: the exact denoiser is known in closed form, and every sampler below is then an
+# affine map of Gaussian noise, whose output mean and variance follow from the papers' formulas step by step.
+MU, S = 0.3, 0.5
+
+
+def gaussian_denoiser(schedule):
+    """E[eps | x_t] for Gaussian data: (x_t - sqrt(ab) MU) sqrt(1 - ab) / (ab S^2 + 1 - ab)."""
+    ab = schedule.alphas_cumprod
 
     def model(x, t, labels=None):
-        ab = d.sqrt_alphas_cumprod[t].view(-1, 1, 1, 1) ** 2
-        # E[eps | x_t] for Gaussian data: (x_t - sqrt(ab) mean) sqrt(1 - ab) / (ab std^2 + 1 - ab)
-        return (x - ab.sqrt() * mean) * (1 - ab).sqrt() / (ab * std**2 + 1 - ab)
+        a = ab[t].view(-1, 1, 1, 1)
+        return (x - a.sqrt() * MU) * (1 - a).sqrt() / (a * S**2 + 1 - a)
 
-    noise = torch.randn(64, 1, 4, 4, dtype=torch.float64)
-    d = d.double()
-    reference = DDIMSampler(1000).sample(model, d, noise, clip_x0=False).images
-    error = lambda sampler: (sampler.sample(model, d, noise, clip_x0=False).images - reference).abs().max().item()  # noqa: E731
-    e10, e20 = error(DPMSolverSampler(10)), error(DPMSolverSampler(20))
-    assert e20 < e10 / 4
-    assert e20 < error(DDIMSampler(20)) / 4
-    assert e10 < error(DDIMSampler(10)) / 2
+    return model
+
+
+def expected_moments(schedule, timesteps, eta: float, beta_variance: bool = False) -> tuple[float, float]:
+    """Mean and std of the samples, written from the papers rather than from ddpm.samplers: each step is
+    x' = sqrt(ab') x0 + sqrt(1 - ab' - sigma^2) eps + noise (Song et al. 2021, eq. 12), with x0 and eps the posterior
+    means above and sigma^2 = eta^2 (1 - ab') / (1 - ab) (1 - ab / ab'); eta = 1 is DDPM's posterior (Ho et al. 2020,
+    eq. 7, respaced as in Nichol & Dhariwal 2021). The added noise has variance sigma^2, or beta = 1 - ab / ab' for
+    DDPM's other choice. The last step, to ab' = 1, returns x0."""
+    ab = schedule.alphas_cumprod.tolist()
+    mean, var = 0.0, 1.0
+    for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
+        a, a_prev = ab[t], ab[t_prev] if t_prev >= 0 else 1.0
+        k = math.sqrt(a) * S**2 / (a * S**2 + 1 - a)  # E[x0 | x] = MU + k (x - sqrt(a) MU)
+        sigma2 = eta**2 * (1 - a_prev) / (1 - a) * (1 - a / a_prev)
+        direction = math.sqrt(1 - a_prev - sigma2)
+        # E[eps | x] = (x - sqrt(a) E[x0 | x]) / sqrt(1 - a); both are affine in x: x' = A x + B + noise.
+        A = math.sqrt(a_prev) * k + direction * (1 - math.sqrt(a) * k) / math.sqrt(1 - a)
+        B = (math.sqrt(a_prev) - direction * math.sqrt(a) / math.sqrt(1 - a)) * MU * (1 - math.sqrt(a) * k)
+        noise = (1 - a / a_prev if beta_variance else sigma2) if t_prev >= 0 else 0.0
+        mean, var = A * mean + B, A**2 * var + noise
+    return mean, math.sqrt(var)
+
+
+def test_expected_moments_reach_the_data_with_many_steps():
+    """The reference itself: over all 1000 steps both DDPM variances land on the data distribution."""
+    schedule = LinearSchedule(1000)
+    for eta, beta in ((1.0, False), (1.0, True), (0.0, False)):
+        mean, std = expected_moments(schedule, list(range(999, -1, -1)), eta, beta)
+        assert mean == pytest.approx(MU, abs=1e-3) and std == pytest.approx(S, rel=1e-2)
+
+
+@pytest.mark.parametrize(
+    "sampler, schedule, eta, beta",
+    [
+        (DDPMSampler(), LinearSchedule(100), 1.0, False),
+        (DDPMSampler(variance="beta"), LinearSchedule(100), 1.0, True),
+        (DDPMSampler(steps=20), CosineSchedule(1000), 1.0, False),
+        (DDPMSampler(steps=20, variance="beta"), CosineSchedule(1000), 1.0, True),
+        (DDIMSampler(20, eta=0.5), CosineSchedule(1000), 0.5, False),
+        (DDIMSampler(10, eta=1.0), LinearSchedule(1000), 1.0, False),
+    ],
+    ids=lambda v: repr(v) if not isinstance(v, (float, bool)) else str(v),
+)
+def test_samplers_give_the_mean_and_std_of_gaussian_data(sampler, schedule, eta, beta):
+    """The point-mass test cannot see the reverse variances (the data has none); Gaussian data can."""
+    d = GaussianDiffusion(schedule).double()
+    noise = torch.randn(1024, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    images = sampler.sample(gaussian_denoiser(schedule), d, noise, clip_x0=False, generator=torch.Generator().manual_seed(1)).images
+    mean, std = expected_moments(schedule, sampler.timesteps(schedule.timesteps), eta, beta)
+    # 65536 samples: the standard errors are about std / 256 for the mean and std / 362 for the std.
+    assert images.mean().item() == pytest.approx(mean, abs=4 * std / 256)
+    assert images.std().item() == pytest.approx(std, rel=4 / 362)
+
+
+class LogSNRLinear(NoiseSchedule):
+    """log(alpha_bar / (1 - alpha_bar)) falls linearly from 4 to -6: evenly spaced timesteps are then evenly spaced
+    in lambda, DPM-Solver's variable, so every step has the same size h and the error follows h^order."""
+
+    def _betas(self):
+        alphas_cumprod = torch.sigmoid(torch.linspace(4.0, -6.0, self.timesteps, dtype=torch.float64))
+        return 1 - alphas_cumprod / torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
+
+
+def probability_flow_endpoint(schedule, noise: torch.Tensor) -> torch.Tensor:
+    """The exact answer of every deterministic sampler for Gaussian data: the probability-flow ODE maps
+    N(sqrt(ab) MU, v(ab)), v(ab) = ab S^2 + 1 - ab, to N(sqrt(ab') MU, v(ab')) affinely, from t = T-1 to t = 0; the
+    last step returns E[x0 | x_0]."""
+    ab = schedule.alphas_cumprod
+    first, last = ab[-1].item(), ab[0].item()
+    v = lambda a: a * S**2 + 1 - a  # noqa: E731
+    at_zero = math.sqrt(last) * MU + math.sqrt(v(last) / v(first)) * (noise - math.sqrt(first) * MU)
+    return MU + math.sqrt(last) * S**2 / v(last) * (at_zero - math.sqrt(last) * MU)
+
+
+def test_dpm_solver_is_second_order():
+    """Against the closed-form probability-flow map, doubling the steps divides DPM-Solver++(2M)'s error by at
+    least 4 (second order), DDIM's by about 2 (first order)."""
+    schedule = LogSNRLinear(961)  # 960 = 10 * 96: 11, 21 and 41 steps land on whole timesteps
+    d = GaussianDiffusion(schedule).double()
+    noise = torch.randn(64, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = probability_flow_endpoint(schedule, noise)
+    model = gaussian_denoiser(schedule)
+    error = lambda sampler: (sampler.sample(model, d, noise, clip_x0=False).images - exact).abs().max().item()  # noqa: E731
+    dpm = [error(DPMSolverSampler(n)) for n in (11, 21, 41)]
+    ddim = [error(DDIMSampler(n)) for n in (11, 21, 41)]
+    assert dpm[1] < dpm[0] / 4 and dpm[2] < dpm[1] / 4
+    assert 1.7 < ddim[0] / ddim[1] < 2.3 and 1.7 < ddim[1] / ddim[2] < 2.3
+    assert dpm[1] < ddim[1] / 10
+
+
+@pytest.mark.parametrize(
+    "sampler", [DDPMSampler(steps=5), DDIMSampler(5, eta=0.5), DPMSolverSampler(5)], ids=repr
+)
+@pytest.mark.parametrize("guidance", [0.0, 2.0])
+def test_respaced_samplers_call_the_network_with_the_original_timesteps(sampler, guidance):
+    """5 of T = 100 steps, evenly spaced from T-1 to 0: round(99 k / 4) = 99, 74, 50, 25, 0 (the network was trained
+    on those t), never the respaced process's own indices 4 .. 0."""
+    calls = []
+
+    class Recording(nn.Module):
+        null_label = 10
+
+        def forward(self, x, t, labels=None):
+            calls.append(t.clone())
+            return torch.zeros_like(x)
+
+    d = GaussianDiffusion(LinearSchedule(100))
+    sampler.sample(Recording(), d, torch.randn(3, 1, 4, 4), torch.tensor([1, 2, 3]), guidance, generator=torch.Generator().manual_seed(0))
+    batch = 6 if guidance else 3  # guidance: the conditional and unconditional halves in one pass, same t
+    assert [c.tolist() for c in calls] == [[t] * batch for t in (99, 74, 50, 25, 0)]
 
 
 def test_unconditional_sampling_has_no_guidance():

@@ -68,17 +68,55 @@ def test_every_schedule_yaml_instantiates(yaml):
 
 
 @pytest.mark.parametrize(
-    "make, match",
+    "make, message",
     [
-        (lambda: LinearSchedule(1), "timesteps=1"),
-        (lambda: CosineSchedule(0), "timesteps=0"),
-        (lambda: LinearSchedule(1000, beta_start=0.02, beta_end=1e-4), "beta_start"),
-        (lambda: LinearSchedule(1000, beta_start=0.0), "beta_start"),
-        (lambda: LinearSchedule(10, beta_end=0.2), "use more timesteps"),
-        (lambda: CosineSchedule(1000, s=0.0), "s > 0"),
-        (lambda: SigmoidSchedule(1000, tau=0), "tau"),
+        (lambda: LinearSchedule(1), "schedule.timesteps=1 is invalid: use an integer >= 2"),
+        (lambda: CosineSchedule(0), "schedule.timesteps=0 is invalid"),
+        (lambda: CosineSchedule(10.5), "schedule.timesteps=10.5 is invalid"),
+        (lambda: CosineSchedule("many"), "schedule.timesteps=many is invalid"),
+        (lambda: LinearSchedule(1000, beta_start=0.02, beta_end=1e-4), "schedule.beta_start=0.02 is invalid: use a number in (0, 0.0001)"),
+        (lambda: LinearSchedule(1000, beta_start=0.0), "schedule.beta_start=0.0 is invalid"),
+        (lambda: LinearSchedule(1000, beta_end=1.0), "schedule.beta_end=1.0 is invalid: use a number in (0, 1)"),
+        (lambda: LinearSchedule(10, beta_end=0.2), "schedule.beta_end=0.2 is invalid: use a value below 0.01 with schedule.timesteps=10"),
+        (lambda: CosineSchedule(1000, s=0.0), "schedule.s=0.0 is invalid: use a number > 0"),
+        (lambda: CosineSchedule(1000, s=-0.5), "schedule.s=-0.5 is invalid"),
+        (lambda: CosineSchedule(1000, max_beta=1), "schedule.max_beta=1 is invalid: use a number in (0, 1)"),
+        (lambda: SigmoidSchedule(1000, tau=0), "schedule.tau=0 is invalid: use a number > 0"),
+        (lambda: SigmoidSchedule(1000, start=3, end=3), "schedule.start=3 is invalid: use a number < 3"),
+        (lambda: SigmoidSchedule(1000, end=float("inf")), "schedule.end=inf is invalid: use a finite number"),
     ],
 )
-def test_invalid_parameters_are_refused(make, match):
-    with pytest.raises(ConfigError, match=match):
+def test_invalid_parameters_are_refused(make, message):
+    with pytest.raises(ConfigError) as raised:
         make()
+    assert str(raised.value).startswith(message)
+
+
+def sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
+
+
+def sigmoid_alpha_bar(u: float, start=-3.0, end=3.0, tau=1.0) -> float:
+    """Jabri et al. 2022 / Chen 2023 ("On the importance of noise scheduling", Algorithm 1), in plain floats."""
+    v_start, v_end = sigmoid(start / tau), sigmoid(end / tau)
+    return (v_end - sigmoid((u * (end - start) + start) / tau)) / (v_end - v_start)
+
+
+@pytest.mark.parametrize("T, start, end, tau", [(1000, -3.0, 3.0, 1.0), (100, -3.0, 3.0, 1.0), (1000, 0.0, 3.0, 0.3)])
+def test_sigmoid_matches_reference_values(T, start, end, tau):
+    s = SigmoidSchedule(T, start=start, end=end, tau=tau)
+    for t in (0, 1, T // 4, T // 2, T - 2):
+        expected = min(1 - sigmoid_alpha_bar((t + 1) / T, start, end, tau) / sigmoid_alpha_bar(t / T, start, end, tau), 0.999)
+        assert s.betas[t].item() == pytest.approx(expected, rel=1e-9)
+    assert s.betas[-1].item() == pytest.approx(0.999)  # alpha_bar(1) = 0: clipped
+    # alpha_bar_t is the product of the capped betas, which equals alpha_bar((t + 1) / T) while no beta is capped.
+    assert s.alphas_cumprod[T // 4 - 1].item() == pytest.approx(sigmoid_alpha_bar(0.25, start, end, tau), rel=1e-9)
+
+
+def test_sigmoid_default_is_symmetric_about_the_middle():
+    """With start = -end, alpha_bar(1/2) = (sigmoid(3) - 1/2) / (sigmoid(3) - sigmoid(-3)) = 1/2 exactly, and
+    alpha_bar(1/4) = (sigmoid(3) - sigmoid(-1.5)) / (sigmoid(3) - sigmoid(-3)) = 0.85085..."""
+    s = SigmoidSchedule(1000)
+    assert s.alphas_cumprod[499].item() == pytest.approx(0.5, rel=1e-12)
+    assert s.alphas_cumprod[249].item() == pytest.approx(0.850854, rel=1e-5)
+    assert s.alphas_cumprod[749].item() == pytest.approx(1 - 0.850854, rel=1e-5)

@@ -87,8 +87,29 @@ def test_skips_from_res_blocks_only_drop_one_up_block_per_level(mults, blocks, p
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [(dict(patch_size=3), "patch_size=3 must divide"), (dict(patch_size=2, channel_mults=(1, 2, 2)), "use fewer levels")],
+    [
+        (dict(patch_size=3), "model.patch_size=3 is invalid: use a divisor of the image size 28"),
+        (dict(patch_size=2, channel_mults=(1, 2, 2)), "model.channel_mults=[1,2,2] is invalid: use fewer levels"),
+        (dict(channels=7), "model.channels=7 is invalid: use an even number"),
+        (dict(channels=6, channel_mults=(1, 1), attention=True), "model.channels=6 is invalid: use a multiple of 4 with model.attention=true"),
+        (dict(channel_mults=()), "model.channel_mults=[] is invalid"),
+        (dict(channel_mults=(1, 0)), "model.channel_mults=[1,0] is invalid"),
+        (dict(num_res_blocks=0), "model.num_res_blocks=0 is invalid: use an integer >= 1"),
+        (dict(dropout=1.0), "model.dropout=1.0 is invalid: use a number in [0, 1)"),
+        (dict(num_classes=-1), "model.num_classes=-1 is invalid"),
+        (dict(attention="yes"), "model.attention=yes is invalid: use true or false"),
+    ],
 )
-def test_shapes_that_do_not_halve_evenly_are_refused(kwargs, message):
-    with pytest.raises(ConfigError, match=message):
-        UNet(channels=8, **kwargs)
+def test_shapes_the_layers_cannot_build_are_refused(kwargs, message):
+    with pytest.raises(ConfigError) as raised:
+        UNet(**{"channels": 8, **kwargs})
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize("channels, attention", [(2, False), (6, False), (10, False), (4, True), (6, True)])
+def test_every_width_the_checks_accept_runs(channels, attention):
+    """The checks refuse no width the layers can build: an even width works without attention, and with it a
+    last level whose width divides into the heads (6 x 2 = 12)."""
+    net = UNet(channels=channels, channel_mults=(1, 2), attention=attention)
+    x = torch.randn(2, 1, 28, 28)
+    assert net(x, torch.tensor([1, 5]), torch.tensor([0, 1])).shape == x.shape

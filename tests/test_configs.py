@@ -1,0 +1,256 @@
+"""Every config in conf/ composes and builds, and every setting a user can type wrong is refused, naming the key,
+before anything is written."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra._internal.utils import get_args_parser
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from conftest import CONF, ROOT, TINY, compose_train, make_synthetic_mnist
+from ddpm.cli import prepare_argv, user_error
+from ddpm.data import MNISTDataModule
+from ddpm.errors import ConfigError
+from ddpm.module import DiffusionModule
+from ddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, Sampler
+from ddpm.schedules import NoiseSchedule
+from ddpm.train import train
+from ddpm.unet import UNet
+from ddpm.validation import check_request, check_train_options
+
+GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group in ("schedule", "model", "data", "trainer", "logger", "callbacks", "paths")}
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+COMMANDS = sorted(p.stem for p in CONF.glob("*.yaml"))
+SAMPLERS = sorted(p.stem for p in (CONF / "sampler").glob("*.yaml"))
+CPU = ["trainer.accelerator=cpu", "trainer.devices=1"]  # trainer=gpu and trainer=ddp, built on any machine
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_synthetic_mnist(tmp_path_factory.mktemp("data"))
+
+
+def build_training(cfg, tmp_path):
+    """What train(cfg) builds before it fits: module, data, callbacks, logger, trainer."""
+    check_train_options(cfg)
+    module = instantiate(cfg.module, _recursive_=False)
+    datamodule = instantiate(cfg.data)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate(cfg.logger))
+    assert isinstance(module, DiffusionModule) and isinstance(datamodule, MNISTDataModule)
+    assert isinstance(module.net, UNet) and isinstance(module.diffusion.schedule, NoiseSchedule)
+    assert not tmp_path.joinpath("run").exists()  # building writes nothing
+    return module, datamodule, callbacks, trainer
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_config_composes_and_resolves(command, tmp_path):
+    cfg = compose_train(tmp_path / "run", [], config_name=command)
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert container["task_name"] == command
+    assert container["paths"]["output_dir"] == str(tmp_path / "run")
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g, options in GROUPS.items() for o in options])
+def test_every_group_option_builds_a_training_run(group, option, tmp_path):
+    cfg = compose_train(tmp_path / "run", [*TINY, *CPU, f"{group}={option}"] if group != "model" else [*TINY[1:], *CPU, f"model={option}"])
+    module, *_ = build_training(cfg, tmp_path)
+    if group == "model":
+        assert module.net.time_dim == cfg.model.channels
+    if group == "schedule":
+        assert type(module.diffusion.schedule).__name__.lower().startswith(option)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_builds_a_training_run(experiment, tmp_path):
+    cfg = compose_train(tmp_path / "run", [f"experiment={experiment}", *CPU])
+    module, datamodule, callbacks, trainer = build_training(cfg, tmp_path)
+    assert trainer.max_steps == cfg.trainer.max_steps and datamodule.batch_size == cfg.data.batch_size
+    assert module.hparams.lr == cfg.module.lr
+
+
+def test_callbacks_take_their_samplers_from_the_sampler_group(tmp_path):
+    cfg = compose_train(tmp_path / "run", [])
+    grid, metrics = instantiate(cfg.callbacks.sample_grid.sampler), instantiate(cfg.callbacks.sample_metrics.sampler)
+    assert isinstance(grid, DDIMSampler) and grid.steps == 20 and grid.eta == 0.0
+    assert isinstance(metrics, DDIMSampler) and metrics.steps == 20
+    other = compose_train(tmp_path / "run", ["sampler@callbacks.sample_grid.sampler=dpmpp", "callbacks.sample_grid.sampler.steps=8"])
+    assert repr(instantiate(other.callbacks.sample_grid.sampler)) == "DPMSolverSampler(steps=8)"
+
+
+@pytest.mark.parametrize("command", ["sample", "evaluate"])
+@pytest.mark.parametrize(
+    "sampler, default, kind", [("ddim", 50, DDIMSampler), ("ddpm", None, DDPMSampler), ("dpmpp", 20, DPMSolverSampler)]
+)
+def test_each_sampler_owns_its_default_steps_and_steps_overrides_it(command, sampler, default, kind, tmp_path):
+    built = instantiate(compose_train(tmp_path / "run", [f"sampler={sampler}"], config_name=command).sampler)
+    assert isinstance(built, kind) and built.steps == default
+    assert len(built.timesteps(1000)) == (default or 1000)
+    respaced = instantiate(compose_train(tmp_path / "run", [f"sampler={sampler}", "steps=50"], config_name=command).sampler)
+    assert respaced.steps == 50 and len(respaced.timesteps(1000)) == 50
+    explicit = instantiate(compose_train(tmp_path / "run", [f"sampler={sampler}", "steps=50", "sampler.steps=7"], config_name=command).sampler)
+    assert explicit.steps == 7
+
+
+# One wrong value per setting: the override, and the start of the one-line message.
+TRAIN_REFUSALS = [
+    (["schedule.timesteps=1"], "schedule.timesteps=1 is invalid: use an integer >= 2"),
+    (["schedule.timesteps=abc"], "schedule.timesteps=abc is invalid"),
+    (["schedule.beta_start=0"], "schedule.beta_start=0 is invalid: use a number in (0, 0.02)"),
+    (["schedule.beta_end=1.5"], "schedule.beta_end=1.5 is invalid: use a number in (0, 1)"),
+    (["schedule=cosine", "schedule.s=-0.5"], "schedule.s=-0.5 is invalid: use a number > 0"),
+    (["schedule=cosine", "schedule.max_beta=1"], "schedule.max_beta=1 is invalid: use a number in (0, 1)"),
+    (["schedule=sigmoid", "schedule.tau=0"], "schedule.tau=0 is invalid: use a number > 0"),
+    (["schedule=sigmoid", "schedule.start=5"], "schedule.start=5 is invalid: use a number < 3 (below schedule.end)"),
+    (["model.channels=7"], "model.channels=7 is invalid: use an even number"),
+    (["model.channels=0"], "model.channels=0 is invalid: use an integer >= 2"),
+    (["model.attention=true", "model.channels=10", "model.channel_mults=[1,1,1]"], "model.channels=10 is invalid: use a multiple of 4"),
+    (["model.channel_mults=[1,0]"], "model.channel_mults=[1,0] is invalid"),
+    (["model.channel_mults=[1,2,2,2]"], "model.channel_mults=[1,2,2,2] is invalid: use fewer levels"),
+    (["model.num_res_blocks=0"], "model.num_res_blocks=0 is invalid: use an integer >= 1"),
+    (["model.num_classes=-1"], "model.num_classes=-1 is invalid: use an integer >= 0"),
+    (["model.dropout=1"], "model.dropout=1 is invalid: use a number in [0, 1)"),
+    (["model.patch_size=3"], "model.patch_size=3 is invalid: use a divisor of the image size 28"),
+    (["model.attention=maybe"], "model.attention=maybe is invalid: use true or false"),
+    (["data.batch_size=0"], "data.batch_size=0 is invalid: use an integer >= 1"),
+    (["data.batch_size=1.5"], "data.batch_size=1.5 is invalid"),
+    (["data.batch_size=200"], "data.batch_size=200 is larger than the 128 training images"),
+    (["data.train_size=0"], "data.train_size=0 is invalid: use an integer >= 1, or null"),
+    (["data.val_size=0"], "data.val_size=0 is invalid"),
+    (["data.val_timesteps=0"], "data.val_timesteps=0 is invalid"),
+    (["data.val_seed=-1"], "data.val_seed=-1 is invalid"),
+    (["data.download=maybe"], "data.download=maybe is invalid: use true or false"),
+    (["data.check_md5=1"], "data.check_md5=1 is invalid: use true or false"),
+    (["seed=-1"], "seed=-1 is invalid: use an integer from 0 to 4294967295"),
+    (["module.lr=-1"], "module.lr=-1 is invalid: use a number >= 0"),
+    (["module.lr=abc"], "module.lr=abc is invalid: use a number >= 0"),
+    (["module.cond_drop_prob=1.5"], "module.cond_drop_prob=1.5 is invalid: use a number in [0, 1)"),
+    (["module.weight_decay=-0.1"], "module.weight_decay=-0.1 is invalid: use a number >= 0"),
+    (["module.warmup_steps=-1"], "module.warmup_steps=-1 is invalid: use an integer >= 0"),
+    (["module.prediction=score"], "module.prediction=score is invalid: use one of eps, x0, v"),
+    (["module.min_snr_gamma=0"], "module.min_snr_gamma=0 is invalid: use a number > 0, or null"),
+    (["module.cosine_decay=yes"], "module.cosine_decay=yes is invalid: use true or false"),
+    (["module.channels_last=1"], "module.channels_last=1 is invalid: use true or false"),
+    (["trainer.max_steps=0"], "trainer.max_steps=0 is invalid: use an integer >= 1, or -1 for no limit"),
+    (["trainer.max_steps=-2"], "trainer.max_steps=-2 is invalid"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0 is invalid"),
+    (["trainer.val_check_interval=0"], "trainer.val_check_interval=0 is invalid: use a number in (0, 1]"),
+    (["trainer.val_check_interval=1.5"], "trainer.val_check_interval=1.5 is invalid"),
+    (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0 is invalid"),
+    (["trainer.num_sanity_val_steps=-2"], "trainer.num_sanity_val_steps=-2 is invalid"),
+    (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 is invalid"),
+    (["+trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0 is invalid"),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1 is invalid: use a number >= 0, or null"),
+    (["trainer.gradient_clip_algorithm=l2"], "trainer.gradient_clip_algorithm=l2 is invalid: use one of norm, value"),
+    (["trainer.precision=8"], "trainer.precision=8 is invalid: use one of"),
+    (["trainer.enable_progress_bar=no"], "trainer.enable_progress_bar=no is invalid: use true or false"),
+    (["trainer.devices=0"], "trainer: Lightning refuses these settings: `Trainer(devices=0)`"),
+    (["trainer.accelerator=tpu2"], "trainer: Lightning refuses these settings: You selected an invalid accelerator name"),
+    (["callbacks.ema.decay=1"], "callbacks.ema.decay=1 is invalid: use a number in (0, 1)"),
+    (["callbacks.periodic_checkpoint.every_n_train_steps=0"], "callbacks.periodic_checkpoint.every_n_train_steps=0 is invalid"),
+    (["callbacks.sample_grid.guidance=-1"], "callbacks.sample_grid.guidance=-1 is invalid: use a number >= 0"),
+    (["callbacks.sample_grid.seed=-1"], "callbacks.sample_grid.seed=-1 is invalid"),
+    (["callbacks.sample_grid.sampler.steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps"),
+    (["callbacks.sample_grid.sampler.eta=2"], "sampler.eta=2 is invalid: use a number in [0, 1]"),
+    (["sampler@callbacks.sample_grid.sampler=ddpm", "callbacks.sample_grid.sampler.variance=fixed"],
+     "sampler.variance=fixed is invalid: use one of posterior, beta"),
+    (["callbacks.sample_metrics.n=0"], "callbacks.sample_metrics.n=0 is invalid"),
+    (["callbacks.sample_metrics.every_n_validations=-1"], "callbacks.sample_metrics.every_n_validations=-1 is invalid"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", TRAIN_REFUSALS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_train_refuses_each_bad_setting_before_writing(overrides, message, data, tmp_path):
+    run = tmp_path / "run"
+    cfg = compose_train(run, [*TINY, f"data.root={data}", "data.check_md5=false", "data.train_size=128", *overrides])
+    with pytest.raises(Exception) as raised:
+        train(cfg)
+    cause = user_error(raised.value)
+    assert isinstance(cause, ConfigError), raised.value
+    assert str(cause).startswith(message) and "\n" not in str(cause)
+    assert not run.exists()
+
+
+REQUEST_REFUSALS = [
+    (["n=0"], "n=0 is invalid: use an integer >= 1"),
+    (["n=2.5"], "n=2.5 is invalid"),
+    (["guidance=-1"], "guidance=-1 is invalid: use a number >= 0"),
+    (["guidance=strong"], "guidance=strong is invalid"),
+    (["seed=-3"], "seed=-3 is invalid"),
+    (["batch_size=0"], "batch_size=0 is invalid"),
+    (["ema=2"], "ema=2 is invalid: use true or false"),
+    (["device=gpu"], "device=gpu is invalid: use auto, cpu, cuda or cuda:N"),
+    (["steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps"),
+    (["sampler=ddpm", "steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps, or null for all of them"),
+    (["steps=-5"], "steps=-5 is invalid"),
+    (["steps=many"], "steps=many is invalid"),
+    (["sampler=ddpm", "steps=2.5"], "steps=2.5 is invalid"),
+    (["sampler.eta=-0.1"], "sampler.eta=-0.1 is invalid: use a number in [0, 1]"),
+    (["sampler.eta=1.5"], "sampler.eta=1.5 is invalid"),
+    (["sampler=ddpm", "sampler.variance=fixed"], "sampler.variance=fixed is invalid: use one of posterior, beta"),
+]
+SAMPLE_ONLY = [
+    (["digit=12"], "digit=12 is not a class label: use 0-9"),
+    (["digit=seven"], "digit=seven is not a class label"),
+    (["nrow=0"], "nrow=0 is invalid"),
+    (["trajectory_frames=1"], "trajectory_frames=1 is invalid: use an integer >= 2"),
+    (["clip_x0=no"], "clip_x0=no is invalid: use true or false"),
+    (["unconditional=1"], "unconditional=1 is invalid"),
+    (["trajectory=yes"], "trajectory=yes is invalid"),
+]
+
+
+@pytest.mark.parametrize(
+    "command, overrides, message",
+    [("sample", o, m) for o, m in REQUEST_REFUSALS + SAMPLE_ONLY] + [("evaluate", o, m) for o, m in REQUEST_REFUSALS],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v if v in ("sample", "evaluate") else "",
+)
+def test_sample_and_evaluate_refuse_each_bad_option(command, overrides, message, tmp_path):
+    """The checks that run before the checkpoint is read: the request's options, then the sampler's."""
+    cfg = compose_train(tmp_path / "run", ["ckpt=unused.ckpt", *overrides], config_name=command)
+    with pytest.raises(Exception) as raised:
+        check_request(cfg)
+        instantiate(cfg.sampler)
+    cause = user_error(raised.value)
+    assert isinstance(cause, ConfigError) and str(cause).startswith(message), raised.value
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_device_without_cuda_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="device=cuda is invalid: use auto or cpu: no CUDA device is visible"):
+        check_request(compose_train(tmp_path / "run", ["ckpt=unused.ckpt", "device=cuda"], config_name="sample"))
+
+
+def test_bad_setting_on_the_command_line_is_one_line_and_writes_nothing(tmp_path):
+    """The README's promise, through train.py itself: one `error:` line, exit status 2, no run folder."""
+    run = tmp_path / "run"
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "model=tiny", "trainer.max_steps=2", "data.batch_size=0", f"hydra.run.dir={run}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["error: data.batch_size=0 is invalid: use an integer >= 1, e.g. 128"]
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train.py", "schedule=linear,cosine", "-m", "trainer.max_steps=100"],
+        ["train.py", "schedule=linear,cosine", "trainer.max_steps=100", "--multirun"],
+        ["train.py", "-m", "schedule=linear,cosine", "trainer.max_steps=100"],
+    ],
+)
+def test_multirun_flag_anywhere(argv):
+    """Hydra's own parser stops at overrides after a flag ("unrecognized arguments"); prepare_argv puts it first."""
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["schedule=linear,cosine", "-m", "trainer.max_steps=100"])
+    prepared = prepare_argv(argv)
+    args = get_args_parser().parse_args(prepared[1:])
+    assert args.multirun and args.overrides == ["schedule=linear,cosine", "trainer.max_steps=100"]
