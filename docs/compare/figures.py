@@ -1,0 +1,101 @@
+"""The figures and tables of the README's comparison, drawn from docs/compare/results.csv alone:
+
+    python docs/compare/figures.py        # writes docs/compare/*.png and docs/compare/tables.md
+
+results.csv is what `python -m ddpm.compare ... results=docs/compare/results.csv` merged into it (README, "Linear
+vs cosine"); the sample grids and loss curves are in the per-group reports under docs/compare/<group>/.
+"""
+
+import csv
+from pathlib import Path
+
+from ddpm import plots
+from ddpm.compare import summarise
+
+HERE = Path(__file__).resolve().parent
+INTS = {"T", "seed", "train_step", "steps", "n", "budget"}
+
+
+def load() -> list[dict]:
+    rows = []
+    for raw in csv.DictReader(open(HERE / "results.csv")):
+        row = {}
+        for key, value in raw.items():
+            if value in ("", None):
+                row[key] = None
+            elif key in INTS:
+                row[key] = int(float(value))
+            else:
+                try:
+                    row[key] = float(value)
+                except ValueError:
+                    row[key] = value
+        row["arm"] = f"{row['schedule']}, {row['loss']}" + (f", T={row['T']}" if row["T"] != 1000 else "")
+        rows.append(row)
+    return rows
+
+
+def cell(summary, arm, train_step, sampler, steps, guidance, metric="fid"):
+    for r in summary:
+        if (r["arm"], r["train_step"], r["sampler"], r["steps"], r["guidance"]) == (arm, train_step, sampler, steps, guidance):
+            value, std = r.get(metric), r.get(f"{metric}_std")
+            if value is None:
+                return ""
+            digits = 3 if metric in ("class_accuracy", "bits_per_dim") else 1
+            return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "") + (f" ({r['seeds']})" if metric == "fid" else "")
+    return ""
+
+
+def table(summary, arms, train_step, points, metric="fid") -> str:
+    header = "| arm | " + " | ".join(f"{s}-{n} w={w:g}" for s, n, w in points) + " |"
+    lines = [header, "|" + "---|" * (len(points) + 1)]
+    for arm in arms:
+        lines.append(f"| {arm} | " + " | ".join(cell(summary, arm, train_step, s, n, w, metric) for s, n, w in points) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    rows = load()
+    budgets = sorted({r["budget"] for r in rows})
+    sections = [f"# Tables from results.csv ({len(rows)} rows)\n\nFID ± standard deviation over seeds (number of seeds); "
+                f"n = {rows[0]['n']} samples per point; real-vs-real floor at that n: FID {rows[0]['fid_floor']:.2f} "
+                f"(judge 2: {rows[0]['fid_floor_judge2']:.2f})."]
+    for budget in budgets:
+        part = summarise([r for r in rows if r["budget"] == budget])
+        arms = sorted({r["arm"] for r in part})
+        final = [r for r in part if r["train_step"] == budget]
+        tag = f"b{budget}"
+        points = sorted({(r["sampler"], r["steps"], r["guidance"]) for r in final}, key=lambda p: (p[2], p[0], p[1]))
+        sections.append(f"## {budget} training steps\n\n### FID (judge 1)\n\n" + table(final, arms, budget, points))
+        for metric, name in (("fid_judge2", "FID (judge 2)"), ("kid", "KID (judge 1)"), ("class_accuracy", "class accuracy")):
+            sections.append(f"### {name}\n\n" + table(final, arms, budget, points, metric))
+        milestones = sorted({r["train_step"] for r in part})
+        ddim50 = [r for r in part if r["sampler"] == "ddim" and r["steps"] == 50]
+        lines = []
+        for w in sorted({r["guidance"] for r in ddim50}):
+            for arm in arms:
+                values = [f"{step}: {cell(ddim50, arm, step, 'ddim', 50, w)}" for step in milestones
+                          if cell(ddim50, arm, step, "ddim", 50, w)]
+                lines.append(f"- w = {w:g}, {arm}: " + "; ".join(values))
+        sections.append("### DDIM-50 FID against training steps\n\n" + "\n".join(lines))
+        at2 = [r for r in final if r["guidance"] == 2.0]
+        if at2:
+            floor = {r["sampler"]: r["fid_floor"] for r in at2}
+            for metric in ("fid", "kid", "fid_judge2"):
+                plots.metric_curves(at2, metric, "steps", "sampler", HERE / f"{tag}_{metric}_vs_steps.png",
+                                    floor if metric == "fid" else None, title=f"{budget} training steps, w=2: ")
+        plots.metric_curves(ddim50, "fid", "train_step", "guidance", HERE / f"{tag}_fid_vs_train_steps.png",
+                            {r["guidance"]: r["fid_floor"] for r in ddim50}, xscale="linear", yscale="log",
+                            title=f"DDIM-50 ({budget}-step runs): ")
+        plots.tradeoff([r for r in final if r["sampler"] == "ddim" and r["steps"] == 50], "class_accuracy", "fid",
+                       HERE / f"{tag}_guidance_tradeoff.png", f"DDIM-50 over guidance w, after {budget} steps")
+        bpd = {f"{r['arm']} @{budget}": (r["bits_per_dim"], r.get("bits_per_dim_std") or 0.0) for r in final
+               if r.get("bits_per_dim") is not None and r["sampler"] == "ddim" and r["steps"] == 50 and r["guidance"] == 2.0}
+        if bpd:
+            plots.bars(bpd, "bits/dim (lower is better)", f"variational bound after {budget} steps", HERE / f"{tag}_bits_per_dim.png")
+    (HERE / "tables.md").write_text("\n\n".join(sections) + "\n")
+    print(f"wrote {HERE / 'tables.md'} and the figures")
+
+
+if __name__ == "__main__":
+    main()
