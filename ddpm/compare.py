@@ -2,9 +2,9 @@
 and guidance), summary.csv (mean and spread over seeds) and figures.
 
     python -m ddpm.compare runs=outputs/train/multiruns/<date>_<time>     # every run folder inside
-    python -m ddpm.compare 'runs=[path/to/run_a,path/to/run_b]' points=quick
+    python -m ddpm.compare 'runs=[path/to/run_a,path/to/run_b]' plan=quick
 
-Which points are scored is the `points` group (conf/points/): sampler, step counts, guidance scales, and
+Which points are scored is the `plan` group (conf/plan/, or an inline `points=[...]`): sampler, step counts, guidance scales, and
 whether at the last checkpoint only or also at the milestones (1/4, 1/2, 3/4 of the run). Runs are grouped into
 arms by schedule, loss, T and training budget; runs of one arm differ by seed. Every FID stands beside the
 real-vs-real floor at the same n, every KID has its spread, a second judge gives a second feature space, and
@@ -313,9 +313,10 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
         figures.append(name)
     ddim50 = [r for r in summary if r["sampler"] == "ddim" and r["steps"] == 50]
     plots.metric_curves(ddim50, "fid", "train_step", "guidance", out / "fid_vs_train_steps.png",
-                        {r["guidance"]: r["fid_floor"] for r in ddim50}, xscale="linear", title=f"DDIM-50, n={cfg.n}: ")
+                        {r["guidance"]: r["fid_floor"] for r in ddim50}, xscale="linear", title=f"DDIM-50, n={cfg.n}: ",
+                        yscale="log")
     plots.metric_curves(ddim50, "kid", "train_step", "guidance", out / "kid_vs_train_steps.png", xscale="linear",
-                        title=f"DDIM-50, n={cfg.n}: ")
+                        title=f"DDIM-50, n={cfg.n}: ", yscale="log")
     plots.tradeoff([r for r in final if r["sampler"] == "ddim" and r["steps"] == 50], "class_accuracy", "fid",
                    out / "guidance_tradeoff.png", f"DDIM-50 over guidance w, last checkpoint, n={cfg.n}")
     figures += ["fid_vs_train_steps.png", "kid_vs_train_steps.png", "guidance_tradeoff.png"]

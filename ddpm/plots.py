@@ -79,7 +79,7 @@ def pictures(images: dict[str, torch.Tensor], title: str, path: Path) -> None:
 
 
 def metric_curves(summary: list[dict], metric: str, x: str, panel: str, path: Path, floor: dict | None = None,
-                  xscale: str = "log", title: str = "") -> None:
+                  xscale: str = "log", title: str = "", yscale: str = "linear") -> None:
     """Mean +- std over seeds of `metric` against `x`, one line per arm, one panel per value of `panel`;
     `floor` maps a panel value to a horizontal line (the real-vs-real floor at the same n)."""
     panels = sorted({r[panel] for r in summary if r.get(metric) is not None}, key=str)
@@ -96,7 +96,7 @@ def metric_curves(summary: list[dict], metric: str, x: str, panel: str, path: Pa
             ax.errorbar(xs, ys, yerr=errs, marker="o", ms=3, capsize=2, label=arm)
         if floor and floor.get(value) is not None:
             ax.axhline(floor[value], color="gray", ls="--", lw=1, label="real vs real, same n")
-        ax.set(title=f"{title}{panel} = {value}", xlabel=x, ylabel=metric, xscale=xscale)
+        ax.set(title=f"{title}{panel} = {value}", xlabel=x, ylabel=metric, xscale=xscale, yscale=yscale)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     _save(fig, path)

@@ -233,7 +233,8 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, data_root, sweep):
     rows = ckpt["rng_states"]["cpu"]  # one generator state per rank: the ranks draw different t and noise
     assert rows.shape[0] == 2 and not torch.equal(rows[0], rows[1])
     assert (out / "grids" / "step_000004.png").is_file()
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt", "step_000004.ckpt"]
+    milestones = [f"milestone_step_{step:06d}.ckpt" for step in (1, 2, 3)]  # 1/4, 1/2, 3/4 of 4 steps
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt", *milestones, "step_000004.ckpt"]
 
     proc = run("train.py", f"resume={out}", "trainer.max_steps=8", "trainer.val_check_interval=4")
     log = proc.stdout + proc.stderr

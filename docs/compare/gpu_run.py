@@ -107,7 +107,7 @@ def train_job(group, name, overrides):
 
 def score_job(group, name):
     run = WORK / group / name
-    return launch("score", group, name, [sys.executable, "-m", "ddpm.compare", f"runs={run}", f"points={POINTS[group]}",
+    return launch("score", group, name, [sys.executable, "-m", "ddpm.compare", f"runs={run}", f"plan={POINTS[group]}",
                                          f"hydra.run.dir={WORK / 'reports' / group / name}", *SCORE_TINY])
 
 
@@ -119,7 +119,7 @@ def preflight() -> None:
     tiny = ["model=tiny", "trainer.max_steps=4", "trainer.val_check_interval=2", "data.train_size=256", "data.batch_size=32",
             "data.val_size=64", "callbacks.sample_grid.sampler.steps=3", "schedule.timesteps=40", *COMMON]
     for command in ([sys.executable, "train.py", *tiny, f"hydra.run.dir={run}"],
-                    [sys.executable, "-m", "ddpm.compare", f"runs={run}", "points=quick", "n=20", "nll.n=10", "grid_steps=3",
+                    [sys.executable, "-m", "ddpm.compare", f"runs={run}", "plan=quick", "n=20", "nll.n=10", "grid_steps=3",
                      "batch_size=20", f"hydra.run.dir={WORK / 'preflight_report'}"]):
         proc = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True)
         if proc.returncode != 0:
@@ -219,7 +219,7 @@ def main() -> None:
         runs = [WORK / g / n for g, n in scored if g == group]
         if runs:
             finals.append(launch("report", group, "all", [
-                sys.executable, "-m", "ddpm.compare", f"runs=[{','.join(map(str, runs))}]", f"points={POINTS[group]}",
+                sys.executable, "-m", "ddpm.compare", f"runs=[{','.join(map(str, runs))}]", f"plan={POINTS[group]}",
                 f"hydra.run.dir={WORK / 'reports' / group / 'all'}", *SCORE_TINY]))
     for job in finals:
         left = opts.final_deadline - (time.time() - START)
