@@ -63,9 +63,10 @@ def on_this_machine(config: DictConfig) -> bool:
     return target in LOCAL_LAUNCHERS or (target == RAY_LAUNCHER and not OmegaConf.select(config, "hydra.launcher.ray.init.address"))
 
 
-def check_slurm_tasks(cfg: DictConfig, launcher: DictConfig) -> None:
+def check_slurm_tasks(job_config: DictConfig) -> None:
     """Lightning's SLURM environment takes DDP's ranks from the job's tasks, so they must match the devices."""
-    devices, nodes = cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1)
+    launcher = job_config.hydra.launcher
+    devices, nodes = job_config.trainer.get("devices"), job_config.trainer.get("num_nodes", 1)
     if isinstance(devices, int) and devices > 0 and (devices, nodes) != (launcher.tasks_per_node, launcher.nodes):
         raise ConfigError(
             f"trainer.devices={devices} trainer.num_nodes={nodes} do not match hydra.launcher.tasks_per_node="
@@ -88,15 +89,15 @@ class CheckSweep(Callback):
         loader = GlobalHydra.instance().hydra.config_loader
         local = on_this_machine(config)
         quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-        levels = [log.level for log in quiet]
-        for log in quiet:  # each job's Trainer reports its devices when it runs; not here as well
-            log.setLevel(logging.WARNING)
+        levels = [logger.level for logger in quiet]
+        for logger in quiet:  # each job's Trainer reports its devices when it runs; not here as well
+            logger.setLevel(logging.WARNING)
         try:
             for job in sweep_jobs(config):
                 job_config = loader.load_sweep_config(config, job)
                 HydraConfig.instance().set_config(job_config)  # ${hydra:...} in the job's config reads it
                 if job_config.hydra.launcher._target_ == SLURM_LAUNCHER:
-                    check_slurm_tasks(job_config, job_config.hydra.launcher)
+                    check_slurm_tasks(job_config)
                 cfg = copy.deepcopy(job_config)
                 with read_write(cfg), open_dict(cfg):
                     cfg.paths.output_dir = str(config.hydra.sweep.dir)  # the jobs' folders will be inside it
@@ -104,8 +105,8 @@ class CheckSweep(Callback):
                 check(cfg, local)
         finally:
             HydraConfig.instance().set_config(config)
-            for log, level in zip(quiet, levels):
-                log.setLevel(level)
+            for logger, level in zip(quiet, levels):
+                logger.setLevel(level)
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         threads = OmegaConf.select(config, "hydra.launcher.cpus_per_task")
