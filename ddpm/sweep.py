@@ -60,7 +60,8 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
 
 def on_this_machine(config: DictConfig) -> bool:
     target = config.hydra.launcher._target_
-    return target in LOCAL_LAUNCHERS or (target == RAY_LAUNCHER and not OmegaConf.select(config, "hydra.launcher.ray.init.address"))
+    ray_here = target == RAY_LAUNCHER and not OmegaConf.select(config, "hydra.launcher.ray.init.address")
+    return target in LOCAL_LAUNCHERS or ray_here
 
 
 def check_slurm_tasks(job_config: DictConfig) -> None:
@@ -70,8 +71,8 @@ def check_slurm_tasks(job_config: DictConfig) -> None:
     if isinstance(devices, int) and devices > 0 and (devices, nodes) != (launcher.tasks_per_node, launcher.nodes):
         raise ConfigError(
             f"trainer.devices={devices} trainer.num_nodes={nodes} do not match hydra.launcher.tasks_per_node="
-            f"{launcher.tasks_per_node} hydra.launcher.nodes={launcher.nodes}: Lightning takes one rank per SLURM task; "
-            f"set hydra.launcher.gpus_per_node={devices} hydra.launcher.nodes={nodes}"
+            f"{launcher.tasks_per_node} hydra.launcher.nodes={launcher.nodes}: Lightning takes one rank per SLURM "
+            f"task; set hydra.launcher.gpus_per_node={devices} hydra.launcher.nodes={nodes}"
         )
 
 
@@ -123,9 +124,13 @@ def search_space(config: DictConfig) -> str:
     sweeper = config.hydra.sweeper
     return json.dumps({
         "params": OmegaConf.to_container(sweeper.params, resolve=True),
-        "direction": OmegaConf.to_container(sweeper.direction) if OmegaConf.is_list(sweeper.direction) else str(sweeper.direction),
+        "direction": directions(sweeper),
         "optimized_metric": config.get("optimized_metric"),
     }, sort_keys=True)
+
+
+def directions(sweeper: DictConfig) -> list[str]:
+    return [str(d) for d in sweeper.direction] if OmegaConf.is_list(sweeper.direction) else [str(sweeper.direction)]
 
 
 class OptunaStudy(Callback):
@@ -146,12 +151,13 @@ class OptunaStudy(Callback):
             if study.user_attrs.get("search_space", space) != space:
                 raise ConfigError(
                     f"hydra.sweeper.study_name={name} in {storage} holds a search over another space "
-                    f"({study.user_attrs['search_space']}): choose another hydra.sweeper.study_name, or delete the study"
+                    f"({study.user_attrs['search_space']}): choose another hydra.sweeper.study_name or delete the study"
                 )
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
-        directions = list(sweeper.direction) if OmegaConf.is_list(sweeper.direction) else [str(sweeper.direction)]
-        study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True)
+        study = optuna.create_study(
+            study_name=name, storage=storage, directions=directions(sweeper), load_if_exists=True
+        )
         study.set_user_attr("search_space", space)
         for trial in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
             study._storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)  # its search was killed

@@ -27,8 +27,9 @@ def check_multirun_ddp(cfg: DictConfig, trainer: L.Trainer, multirun: bool) -> N
         and launcher.num_processes > 1
         and not launcher.cluster_environment.creates_processes_externally
     ):
+        strategy = cfg.trainer.get("strategy", "auto")
         raise ConfigError(
-            f"trainer.strategy={cfg.trainer.get('strategy', 'auto')} (DDP on {launcher.num_processes} devices) cannot run under -m "
+            f"trainer.strategy={strategy} (DDP on {launcher.num_processes} devices) cannot run under -m "
             "(multirun): Lightning's DDP launcher re-runs the script per device, which breaks a Hydra sweep; use "
             "trainer=ddp_spawn, or hydra/launcher=submitit_slurm (one SLURM task per device)"
         )
