@@ -4,8 +4,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMA
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
+from torch.optim.swa_utils import get_ema_avg_fn
 
 from ddpm.errors import ConfigError
 from ddpm.generate import generate
@@ -115,3 +117,22 @@ class SampleMetrics(EMAValidationCallback):
         images = generate(pl_module, self.sampler, self.n, labels, self.guidance, self.seed).images
         scores = self.scorer.score(to_pixels(images.cpu()), labels)
         pl_module.log_dict({f"metrics/{k}": v for k, v in scores.items()}, rank_zero_only=True)
+
+
+class EMAWeightAveraging(LightningEMA):
+    """Lightning's EMA callback, picklable: trainer=ddp_spawn pickles the trainer with its callbacks for its workers,
+    and Lightning's keeps its average function as a closure over `decay`, rebuilt here after unpickling. Same class
+    name, so its state in checkpoints keeps its key."""
+
+    def __init__(self, decay: float = 0.999, **kwargs):
+        super().__init__(decay=decay, **kwargs)
+        self.decay = decay
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_kwargs"] = {k: v for k, v in self._kwargs.items() if k != "avg_fn"}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._kwargs["avg_fn"] = get_ema_avg_fn(decay=self.decay)

@@ -9,9 +9,11 @@ folder, which `exit_on_user_error` removes: nothing written, nothing overwritten
 """
 
 import functools
+import importlib.util
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,17 +39,38 @@ def _overrides(args: list[str]):
         return []  # Hydra reports a malformed override itself
 
 
+# Hydra's own options beside those of conf/hydra/<group>/.
+HYDRA_BUILTIN = {"hydra/launcher": ["basic"]}
+# Options that need a Hydra plugin: its module and the pyproject extra that installs it.
+PLUGINS = {
+    "hydra/launcher=submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "hydra/launcher=submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "hydra/launcher=ray": ("hydra_plugins.hydra_ray_launcher", "ray"),
+    "hparams_search=optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna"),
+}
+
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package (hydra_plugins) is missing too
+        return False
+
+
 def check_group_choices(args: list[str], conf_dir: Path = CONF) -> None:
     """`schedule=foo` names a yaml of conf/schedule/; Hydra's own error for a wrong one spans a dozen lines."""
     for override in _overrides(args):
         group = conf_dir / override.key_or_group
-        if override.is_delete() or override.key_or_group.startswith("hydra") or not group.is_dir():
+        if override.is_delete() or not group.is_dir():
             continue
-        valid = sorted(p.stem for p in group.glob("*.yaml"))
+        valid = sorted([p.stem for p in group.glob("*.yaml")] + HYDRA_BUILTIN.get(override.key_or_group, []))
         values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
             if value is not None and str(value) not in valid:
                 raise ConfigError(f"{override.key_or_group}={value} is unknown: use one of {', '.join(valid)}")
+            module, extra = PLUGINS.get(f"{override.key_or_group}={value}", (None, None))
+            if module and not installed(module):
+                raise ConfigError(f"{override.key_or_group}={value} needs a Hydra plugin: pip install -e '.[{extra}]'")
 
 
 def resume_args(args: list[str]) -> list[str]:
@@ -186,4 +209,7 @@ def run_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:
 
     sys.argv = exit_on_user_error(prepare_argv)(sys.argv)
     lightning_messages_to_stdout()
+    # conf/hydra/launcher/ sets the launcher plugins' options under their own names; Hydra 1.3 merges such a file
+    # with the plugin's schema and warns that it will stop doing so, which is harmless: the files are complete.
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
     hydra.main(version_base="1.3", config_path=str(CONF), config_name=config_name)(exit_on_user_error(task))()
