@@ -308,18 +308,22 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
     floors = {r["sampler"]: r["fid_floor"] for r in at_w}
     for metric in ("fid", "kid", "fid_judge2"):
         name = f"{metric}_vs_steps.png"
-        plots.metric_curves(at_w, metric, "steps", "sampler", out / name, floors if metric == "fid" else None,
-                            title=f"last checkpoint, w={cfg.main_guidance:g}, n={cfg.n}: ")
-        figures.append(name)
-    ddim50 = [r for r in summary if r["sampler"] == "ddim" and r["steps"] == 50]
-    plots.metric_curves(ddim50, "fid", "train_step", "guidance", out / "fid_vs_train_steps.png",
-                        {r["guidance"]: r["fid_floor"] for r in ddim50}, xscale="linear", title=f"DDIM-50, n={cfg.n}: ",
-                        yscale="log")
-    plots.metric_curves(ddim50, "kid", "train_step", "guidance", out / "kid_vs_train_steps.png", xscale="linear",
-                        title=f"DDIM-50, n={cfg.n}: ", yscale="log")
-    plots.tradeoff([r for r in final if r["sampler"] == "ddim" and r["steps"] == 50], "class_accuracy", "fid",
-                   out / "guidance_tradeoff.png", f"DDIM-50 over guidance w, last checkpoint, n={cfg.n}")
-    figures += ["fid_vs_train_steps.png", "kid_vs_train_steps.png", "guidance_tradeoff.png"]
+        if plots.metric_curves(at_w, metric, "steps", "sampler", out / name, floors if metric == "fid" else None,
+                               title=f"last checkpoint, w={cfg.main_guidance:g}, n={cfg.n}: "):
+            figures.append(name)
+    # Training length and guidance are read at one sampler, DDIM at the grids' step count (50 by default).
+    ddim = [r for r in summary if r["sampler"] == "ddim" and r["steps"] == cfg.grid_steps]
+    label = f"DDIM-{cfg.grid_steps}, n={cfg.n}: "
+    drawn = {
+        "fid_vs_train_steps.png": plots.metric_curves(ddim, "fid", "train_step", "guidance", out / "fid_vs_train_steps.png",
+                                                      {r["guidance"]: r["fid_floor"] for r in ddim}, xscale="linear",
+                                                      title=label, yscale="log"),
+        "kid_vs_train_steps.png": plots.metric_curves(ddim, "kid", "train_step", "guidance", out / "kid_vs_train_steps.png",
+                                                      xscale="linear", title=label, yscale="log"),
+        "guidance_tradeoff.png": plots.tradeoff([r for r in final if r in ddim], "class_accuracy", "fid",
+                                                out / "guidance_tradeoff.png", f"{label}over guidance w, last checkpoint"),
+    }
+    figures += [name for name, written in drawn.items() if written]
 
     curves = defaultdict(lambda: defaultdict(list))
     scalars = {run.name: read_scalars(run.path) for run in runs}

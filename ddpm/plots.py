@@ -79,12 +79,13 @@ def pictures(images: dict[str, torch.Tensor], title: str, path: Path) -> None:
 
 
 def metric_curves(summary: list[dict], metric: str, x: str, panel: str, path: Path, floor: dict | None = None,
-                  xscale: str = "log", title: str = "", yscale: str = "linear") -> None:
+                  xscale: str = "log", title: str = "", yscale: str = "linear") -> bool:
     """Mean +- std over seeds of `metric` against `x`, one line per arm, one panel per value of `panel`;
-    `floor` maps a panel value to a horizontal line (the real-vs-real floor at the same n)."""
+    `floor` maps a panel value to a horizontal line (the real-vs-real floor at the same n). False when there is
+    nothing to draw (no file written)."""
     panels = sorted({r[panel] for r in summary if r.get(metric) is not None}, key=str)
     if not panels:
-        return
+        return False
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, value in zip(axes[0], panels):
         lines = defaultdict(list)
@@ -100,15 +101,19 @@ def metric_curves(summary: list[dict], metric: str, x: str, panel: str, path: Pa
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     _save(fig, path)
+    return True
 
 
-def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str) -> None:
-    """One line per arm through its guidance scales, e.g. FID against class accuracy."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str) -> bool:
+    """One line per arm through its guidance scales, e.g. FID against class accuracy; False (no file) when no
+    arm has two or more scales."""
     lines = defaultdict(list)
     for r in summary:
         if r.get(x) is not None and r.get(y) is not None:
             lines[r["arm"]].append((r["guidance"], r[x], r[y]))
+    if not any(len(points) > 1 for points in lines.values()):
+        return False
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for arm, points in sorted(lines.items()):
         points.sort()
         ax.plot([p[1] for p in points], [p[2] for p in points], marker="o", ms=4, label=arm)
@@ -118,6 +123,7 @@ def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str) -> Non
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
     _save(fig, path)
+    return True
 
 
 def bars(values: dict[str, tuple[float, float]], ylabel: str, title: str, path: Path) -> None:
