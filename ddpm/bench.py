@@ -17,60 +17,20 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ddpm.cli import ROOT, run_app
+from ddpm.cli import run_app
 from ddpm.diffusion import GaussianDiffusion
 from ddpm.errors import ConfigError
-from ddpm.runtime import resolve_device
+from ddpm.runtime import CONF, resolve_device
 from ddpm.schedules import CosineSchedule
 from ddpm.samplers import Sampler, guided_output
-from ddpm.unet import sinusoidal_embedding
+from ddpm.reference_unet import ReferenceUNet
 
 log = logging.getLogger(__name__)
-CONF = ROOT / "conf"
-
-
-class ReferenceUNet(nn.Module):
-    """The shape of the original notebooks' MNIST DDPM: one down level, wide convolutions at full resolution,
-    additive skips, FiLM-style time and class bias per layer. About 11M parameters. For the benchmark only."""
-
-    num_classes = 10
-    null_label = 10
-
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(11, 256)
-        self.time = nn.Linear(128, 256)
-        conv = lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1)  # noqa: E731
-        down, up = [(1, 128), (128, 128), (128, 256), (256, 512), (512, 512)], [(512, 512), (512, 256), (256, 128), (128, 128), (128, 128)]
-        self.down = nn.ModuleList(conv(a, b) for a, b in down)
-        self.mid = conv(512, 512)
-        self.up = nn.ModuleList(conv(a, b) for a, b in up)
-        self.film = nn.ModuleList(nn.Linear(256, b) for _, b in [*down, (512, 512), *up])
-        self.out = conv(128, 1)
-
-    def forward(self, x, t, labels=None):
-        labels = torch.full_like(t, self.null_label) if labels is None else labels
-        emb = F.silu(self.time(sinusoidal_embedding(t, 128)) + self.emb(labels))
-        films = iter(self.film)
-        act = lambda layer, h: F.silu(layer(h) + next(films)(emb)[:, :, None, None])  # noqa: E731
-        h, skips = x, []
-        for i, layer in enumerate(self.down):
-            h = act(layer, h)
-            skips.append(h)
-            if i == 1:
-                h = F.avg_pool2d(h, 2)  # 28 -> 14, the only down level
-        h = act(self.mid, h)
-        for i, layer in enumerate(self.up):
-            h = act(layer, h + skips.pop())
-            if i == 2:
-                h = F.interpolate(h, scale_factor=2)
-        return self.out(h)
 
 
 def build_models(names) -> dict[str, nn.Module]:

@@ -11,8 +11,11 @@ from torch.optim.swa_utils import get_ema_avg_fn
 
 from ddpm.errors import ConfigError
 from ddpm.generate import generate
-from ddpm.images import grid, save_grid, to_pixels
+from ddpm.images import grid, save_grid
+from ddpm.metrics.judge import load_classifier
+from ddpm.metrics.scores import SampleScorer
 from ddpm.samplers import Sampler
+from ddpm.scoring import sample_images
 from ddpm.validation import boolean, integer, number, positive_int, text
 
 
@@ -108,14 +111,11 @@ class SampleMetrics(EMAValidationCallback):
         if self.every_n_validations <= 0 or self.validations % self.every_n_validations:
             return
         if self.scorer is None:
-            from ddpm.metrics.classifier import load_classifier
-            from ddpm.metrics.scores import SampleScorer
-
             real_images, _ = trainer.datamodule.test_split()
             self.scorer = SampleScorer(load_classifier(self.classifier), real_images)
-        labels = torch.arange(self.n) % 10 if pl_module.conditional else None
-        images = generate(pl_module, self.sampler, self.n, labels, self.guidance, self.seed).images
-        scores = self.scorer.score(to_pixels(images.cpu()), labels)
+        # The same 8-bit samples that evaluate and compare score, so that the numbers compare.
+        images, labels, _ = sample_images(pl_module, self.sampler, self.n, self.guidance, self.seed, batch_size=500)
+        scores = self.scorer.score(images, labels)
         pl_module.log_dict({f"metrics/{k}": v for k, v in scores.items()}, rank_zero_only=True)
 
 

@@ -9,10 +9,9 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from ddpm.checkpoint import load_module
-from ddpm.cli import check_writable, save_run_config
 from ddpm.errors import ConfigError
 from ddpm.generate import cycling_labels, generate, sampling_guidance
-from ddpm.runtime import resolve_device
+from ddpm.runtime import check_writable, resolve_device, save_run_config
 from ddpm.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
 from ddpm.validation import check_request
 from torchvision.utils import save_image

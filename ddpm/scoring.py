@@ -9,7 +9,7 @@ import torch
 from ddpm.data import load_mnist_split
 from ddpm.generate import cycling_labels, generate
 from ddpm.images import to_pixels
-from ddpm.metrics.classifier import load_classifier
+from ddpm.metrics.judge import load_classifier
 from ddpm.metrics.scores import SampleScorer, quantize
 
 

@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ddpm.cli import exit_on_user_error
+from ddpm.runtime import exit_on_user_error
 from ddpm.errors import ConfigError
 
 log = logging.getLogger(__name__)

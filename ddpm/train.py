@@ -10,9 +10,9 @@ from lightning.pytorch.strategies.launchers.subprocess_script import _Subprocess
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm.checkpoint import CheckpointError, check_resumable, load_checkpoint
-from ddpm.cli import check_writable, save_run_config
 from ddpm.errors import ConfigError
 from ddpm.module import NonFiniteError
+from ddpm.runtime import check_writable, save_run_config
 from ddpm.validation import check_train_options, refused_by_lightning
 
 

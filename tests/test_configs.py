@@ -4,7 +4,6 @@ before anything is written."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,11 +12,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT, TINY, compose_train, make_synthetic_mnist
-from ddpm.cli import prepare_argv, user_error
+from ddpm.cli import prepare_argv
+from ddpm.runtime import user_error
 from ddpm.data import MNISTDataModule
 from ddpm.errors import ConfigError
 from ddpm.module import DiffusionModule
-from ddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, Sampler
+from ddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler
 from ddpm.schedules import NoiseSchedule
 from ddpm.train import train
 from ddpm.unet import UNet

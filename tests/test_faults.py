@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import TINY, compose_train, make_synthetic_mnist
 from ddpm.checkpoint import CheckpointError, load_checkpoint
-from ddpm.cli import user_error
+from ddpm.runtime import user_error
 from ddpm.data import MNISTFileError
 from ddpm.errors import ConfigError
 from ddpm.module import NonFiniteError

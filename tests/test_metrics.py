@@ -11,7 +11,7 @@ import torch
 
 from conftest import ROOT, TINY, compose_train
 from ddpm.data import load_mnist_split
-from ddpm.metrics.classifier import accuracy, load_classifier, save_classifier, train_classifier
+from ddpm.metrics.judge import accuracy, load_classifier, save_classifier, train_classifier
 from ddpm.metrics.scores import SampleScorer
 from ddpm.train import train
 
