@@ -30,10 +30,11 @@ from ddpm.data import load_mnist_split
 from ddpm.errors import ConfigError
 from ddpm.generate import generate
 from ddpm.images import grid
-from ddpm.likelihood import bits_per_dim
+from ddpm.likelihood import VARIANCES, bits_per_dim
 from ddpm.runtime import resolve_device
 from ddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler
 from ddpm.scoring import build_scorer, score_sampler
+from ddpm.validation import integer, number, one_of, positive_int
 
 log = logging.getLogger(__name__)
 SAMPLERS = {
@@ -268,11 +269,23 @@ def fmt(value, std=None) -> str:
     return f"{text} ± {std:.2g}" if std is not None else text
 
 
+def check_options(cfg: DictConfig) -> None:
+    """compare.yaml's own settings, before any run is read."""
+    integer("n", cfg.n, low=2, hint=", e.g. 1000 (KID needs two samples)")
+    integer("seed", cfg.seed, low=0, high=2**32 - 1)
+    number("main_guidance", cfg.main_guidance, low=0)
+    positive_int("grid_steps", cfg.grid_steps)
+    positive_int("batch_size", cfg.batch_size)
+    positive_int("floor_subsets", cfg.floor_subsets)
+    integer("nll.n", cfg.nll.n, low=0, hint=" (0: no bits/dim)")
+    positive_int("nll.draws", cfg.nll.draws)
+    one_of("nll.variance", cfg.nll.variance, VARIANCES)
+
+
 def compare(cfg: DictConfig) -> Path:
+    check_options(cfg)
     points = expand_points(cfg.points)
     paths = find_runs(list(cfg.runs) if isinstance(cfg.runs, ListConfig) else cfg.runs)
-    if cfg.n < 2 or cfg.batch_size < 1:
-        raise ConfigError(f"n={cfg.n}, batch_size={cfg.batch_size}: use n >= 2 and batch_size >= 1")
     out = Path(cfg.paths.output_dir)
     device = resolve_device(cfg.device)
     runs = [describe(p) for p in paths]

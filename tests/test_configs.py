@@ -254,3 +254,52 @@ def test_multirun_flag_anywhere(argv):
     prepared = prepare_argv(argv)
     args = get_args_parser().parse_args(prepared[1:])
     assert args.multirun and args.overrides == ["schedule=linear,cosine", "trainer.max_steps=100"]
+
+
+COMPARE_REFUSALS = [
+    (["n=1"], "n=1 is invalid: use an integer >= 2"),
+    (["seed=-1"], "seed=-1 is invalid"),
+    (["main_guidance=-2"], "main_guidance=-2 is invalid: use a number >= 0"),
+    (["grid_steps=0"], "grid_steps=0 is invalid"),
+    (["batch_size=0"], "batch_size=0 is invalid"),
+    (["floor_subsets=0"], "floor_subsets=0 is invalid"),
+    (["nll.n=-1"], "nll.n=-1 is invalid: use an integer >= 0 (0: no bits/dim)"),
+    (["nll.draws=0"], "nll.draws=0 is invalid"),
+    (["nll.variance=fixed"], "nll.variance=fixed is invalid: use one of posterior, beta"),
+    (["points=[{sampler:ddim,steps:[0]}]"], "points: steps=0 is invalid"),
+    (["points=[{sampler:ddim,guidance:[-1]}]"], "points: guidance=-1 is invalid"),
+    (["points=[{sampler:ddim,checkpoint:last}]"], "points entry"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", COMPARE_REFUSALS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_compare_refuses_each_bad_option_before_reading_a_run(overrides, message, tmp_path):
+    from ddpm.compare import compare
+
+    cfg = compose_train(tmp_path / "report", [f"runs={tmp_path / 'no_such_run'}", *overrides], config_name="compare")
+    with pytest.raises(ConfigError) as raised:
+        compare(cfg)  # a missing run folder would be refused too, later: the options come first
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [(["width=0"], "width=0 is invalid"),
+                                                (["num_features=-3"], "num_features=-3 is invalid")])
+def test_classifier_command_refuses_a_bad_size_before_reading_mnist(overrides, message, tmp_path):
+    from ddpm.metrics.classifier import run
+
+    cfg = compose_train(tmp_path / "cnn", [f"data.root={tmp_path / 'no_mnist'}", "data.download=false", *overrides],
+                        config_name="classifier")
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        run(cfg)
+
+
+@pytest.mark.parametrize("option, value, message", [("epochs", 0, "epochs=0 is invalid"), ("lr", 0, "lr=0 is invalid"),
+                                                    ("batch_size", 65, "batch_size=65 is invalid"),
+                                                    ("seed", -1, "seed=-1 is invalid")])
+def test_classifier_training_refuses_bad_options(option, value, message):
+    from ddpm.metrics.judge import train_classifier
+
+    images, labels = torch.zeros(64, 1, 28, 28, dtype=torch.uint8), torch.zeros(64, dtype=torch.long)
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        train_classifier(images, labels, images, labels, **{"batch_size": 32, option: value})
