@@ -1,6 +1,8 @@
 import gzip
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ def mnist_root() -> Path:
     return shared.resolve() if shared.is_dir() else ROOT / "data"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_mnist() -> Path:
     root = mnist_root()
     if not (root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists():
@@ -35,6 +37,16 @@ def real_mnist() -> Path:
             pytest.fail(f"CI needs the MNIST files under {root}/MNIST/raw (set DDPM_DATA_ROOT)")
         pytest.skip(f"no MNIST files under {root}/MNIST/raw; set DDPM_DATA_ROOT")
     return root
+
+
+def run_script(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`python <script> args...` from the project root, as a user runs it; its output kept for the assertions."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
@@ -95,6 +107,9 @@ TINY = [
     "data.batch_size=32",
     "callbacks.sample_grid.sampler.steps=5",
 ]
+# The same run of 4 steps, for the README's commands run as subprocesses.
+FAST = [a for a in TINY if not a.startswith(("trainer.max_steps=", "trainer.val_check_interval="))] + [
+    "trainer.max_steps=4", "trainer.val_check_interval=2"]
 
 
 @pytest.fixture(autouse=True)

@@ -9,43 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, mnist_root
-
-FAST = [
-    "model=tiny",
-    "schedule.timesteps=100",
-    "trainer.accelerator=cpu",
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "trainer.num_sanity_val_steps=0",
-    "data.train_size=256",
-    "data.val_size=64",
-    "data.batch_size=32",
-    "callbacks.sample_grid.sampler.steps=5",
-]
-
-
-def run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
+from conftest import FAST, ROOT, run_script
 
 @pytest.fixture(scope="module")
-def data_root():
-    root = mnist_root()
-    if not (root / "MNIST" / "raw").is_dir():
-        pytest.skip(f"no MNIST files under {root}; set DDPM_DATA_ROOT")
-    return root
-
-
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory, data_root):
+def sweep(tmp_path_factory, real_mnist):
     out = tmp_path_factory.mktemp("sweep")
     # model.channel_mults is tiny's own value: a list in the folder names, without changing the model
-    run("train.py", "-m", "schedule=linear,cosine", "model.channel_mults=[1,2,2]", *FAST, f"data.root={data_root}",
+    run_script("train.py", "-m", "schedule=linear,cosine", "model.channel_mults=[1,2,2]", *FAST, f"data.root={real_mnist}",
         f"hydra.sweep.dir={out}")
     return out
 
@@ -77,7 +47,7 @@ def test_sample_writes_grid_and_is_deterministic(sweep, tmp_path, sampler):
     outputs = []
     for attempt in ("a", "b"):
         out = tmp_path / attempt
-        run("sample.py", f"ckpt={ckpt_of(sweep)}", "n=20", f"sampler={sampler}", "steps=10", "seed=3", f"hydra.run.dir={out}")
+        run_script("sample.py", f"ckpt={ckpt_of(sweep)}", "n=20", f"sampler={sampler}", "steps=10", "seed=3", f"hydra.run.dir={out}")
         assert (out / "samples.png").is_file()
         outputs.append(torch.load(out / "samples.pt", weights_only=True))
     a, b = outputs
@@ -87,7 +57,7 @@ def test_sample_writes_grid_and_is_deterministic(sweep, tmp_path, sampler):
 
 
 def test_sample_one_digit_with_trajectory(sweep, tmp_path):
-    run("sample.py", f"ckpt={ckpt_of(sweep, 'cosine')}", "n=5", "digit=7", "steps=5", "trajectory=true", f"hydra.run.dir={tmp_path}")
+    run_script("sample.py", f"ckpt={ckpt_of(sweep, 'cosine')}", "n=5", "digit=7", "steps=5", "trajectory=true", f"hydra.run.dir={tmp_path}")
     samples = torch.load(tmp_path / "samples.pt", weights_only=True)
     assert samples["labels"].tolist() == [7] * 5
     assert (tmp_path / "trajectory.png").is_file() and (tmp_path / "trajectory.gif").stat().st_size > 1000
@@ -103,7 +73,7 @@ def test_sample_one_digit_with_trajectory(sweep, tmp_path):
     ],
 )
 def test_sample_bad_input_is_one_line(sweep, tmp_path, args, message):
-    assert_refused(run("sample.py", f"ckpt={ckpt_of(sweep)}", *args, f"hydra.run.dir={tmp_path / 'out'}", check=False), message)
+    assert_refused(run_script("sample.py", f"ckpt={ckpt_of(sweep)}", *args, f"hydra.run.dir={tmp_path / 'out'}", check=False), message)
     assert not (tmp_path / "out").exists()  # not even the empty run folder
 
 
@@ -142,18 +112,18 @@ def test_sample_bad_checkpoints_are_one_line(sweep, unconditional_ckpt, tmp_path
         ([f"ckpt={ckpt_of(sweep)}", f"hydra.run.dir={text}/run"], f"output folder {text}/run cannot be written"),
     ]
     for args, message in cases:
-        assert_refused(run("sample.py", f"hydra.run.dir={tmp_path / 'out'}", *args, check=False), message)
+        assert_refused(run_script("sample.py", f"hydra.run.dir={tmp_path / 'out'}", *args, check=False), message)
         assert not (tmp_path / "out").exists()
 
 
 def test_unconditional_sampling_with_the_default_guidance(sweep, unconditional_ckpt, tmp_path):
     """unconditional=true, or a model.num_classes=0 model, samples with w = 0 whatever guidance says."""
     for name, args in (("flag", [f"ckpt={ckpt_of(sweep)}", "unconditional=true"]), ("uncond", [f"ckpt={unconditional_ckpt}"])):
-        run("sample.py", *args, "n=16", f"hydra.run.dir={tmp_path / name}")
+        run_script("sample.py", *args, "n=16", f"hydra.run.dir={tmp_path / name}")
         samples = torch.load(tmp_path / name / "samples.pt", weights_only=True)
         assert samples["images"].shape == (16, 1, 28, 28) and samples["labels"].tolist() == [-1] * 16
         assert "guidance 0.0, seed 0" in (tmp_path / name / "sample.log").read_text()
-    run("sample.py", f"ckpt={ckpt_of(sweep)}", "unconditional=true", "guidance=0", "n=16",
+    run_script("sample.py", f"ckpt={ckpt_of(sweep)}", "unconditional=true", "guidance=0", "n=16",
         f"hydra.run.dir={tmp_path / 'w0'}")
     with_default, with_zero = (torch.load(tmp_path / d / "samples.pt", weights_only=True)["images"]
                                for d in ("flag", "w0"))
@@ -161,12 +131,12 @@ def test_unconditional_sampling_with_the_default_guidance(sweep, unconditional_c
 
 
 def test_missing_checkpoint(tmp_path):
-    assert_refused(run("sample.py", f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'out'}", check=False), "does not exist")
+    assert_refused(run_script("sample.py", f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'out'}", check=False), "does not exist")
     assert not (tmp_path / "out").exists()
 
 
 def test_train_unknown_group_option_is_one_line(tmp_path):
-    assert_refused(run("train.py", "schedule=cosin", f"hydra.run.dir={tmp_path / 'out'}", check=False),
+    assert_refused(run_script("train.py", "schedule=cosin", f"hydra.run.dir={tmp_path / 'out'}", check=False),
                    "schedule=cosin is unknown: use one of cosine, linear, sigmoid")
     assert not (tmp_path / "out").exists()
 
@@ -175,7 +145,7 @@ def test_train_bad_checkpoint_is_one_line_before_any_download(tmp_path):
     """Lightning's device lines, printed while the trainer is built, go to stdout; stderr holds the error alone."""
     empty = tmp_path / "data"
     empty.mkdir()
-    proc = run("train.py", "model=tiny", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"data.root={empty}",
+    proc = run_script("train.py", "model=tiny", f"ckpt_path={tmp_path / 'nope.ckpt'}", f"data.root={empty}",
                f"hydra.run.dir={tmp_path / 'out'}", check=False)
     assert_refused(proc, f"checkpoint {tmp_path / 'nope.ckpt'} does not exist")
     assert not (tmp_path / "out").exists() and not list(empty.iterdir())
@@ -191,11 +161,11 @@ def logged_steps(event_file: Path) -> list[int]:
     return [e.step for e in EventAccumulator(str(event_file), size_guidance={"scalars": 0}).Reload().Scalars("train/loss")]
 
 
-def test_killed_run_resumes_in_its_own_folder(tmp_path, data_root):
+def test_killed_run_resumes_in_its_own_folder(tmp_path, real_mnist):
     """kill -9 in the middle of a run, then `train.py resume=<run folder>` with nothing else on the command line."""
     out = tmp_path / "run"
     args = [*FAST, "trainer.max_steps=24", "trainer.val_check_interval=12", "trainer.log_every_n_steps=1",
-            "callbacks.periodic_checkpoint.every_n_train_steps=4", "callbacks.sample_grid=null", f"data.root={data_root}"]
+            "callbacks.periodic_checkpoint.every_n_train_steps=4", "callbacks.sample_grid=null", f"data.root={real_mnist}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={out}"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -211,7 +181,7 @@ def test_killed_run_resumes_in_its_own_folder(tmp_path, data_root):
     resumed_from = torch.load(last, weights_only=True)["global_step"]
     assert 8 <= resumed_from < 24 and len(event_files(out)) == 1
 
-    run("train.py", f"resume={out}")
+    run_script("train.py", f"resume={out}")
     final = torch.load(last, weights_only=True)
     assert final["global_step"] == 24
     assert int(final["averaging_state"]["n_averaged"]) == 24  # the EMA went on, it did not start again
@@ -221,11 +191,11 @@ def test_killed_run_resumes_in_its_own_folder(tmp_path, data_root):
     assert not list(out.rglob("*.partial"))
 
 
-def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, data_root, sweep):
+def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, real_mnist, sweep):
     """Rank 0 alone writes checkpoints; the run resumes into two processes, ends with the weights of a run that was
     never stopped, and its loss goes the way the single-process run's does."""
     out = tmp_path / "ddp"
-    proc = run("train.py", "trainer=ddp", "trainer.devices=2", *FAST, f"data.root={data_root}", f"hydra.run.dir={out}")
+    proc = run_script("train.py", "trainer=ddp", "trainer.devices=2", *FAST, f"data.root={real_mnist}", f"hydra.run.dir={out}")
     log = proc.stdout + proc.stderr
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
@@ -236,7 +206,7 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, data_root, sweep):
     milestones = [f"milestone_step_{step:06d}.ckpt" for step in (1, 2, 3)]  # 1/4, 1/2, 3/4 of 4 steps
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.ckpt", *milestones, "step_000004.ckpt"]
 
-    proc = run("train.py", f"resume={out}", "trainer.max_steps=8", "trainer.val_check_interval=4")
+    proc = run_script("train.py", f"resume={out}", "trainer.max_steps=8", "trainer.val_check_interval=4")
     log = proc.stdout + proc.stderr
     assert "Restored all states from the checkpoint" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
     resumed = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
@@ -245,7 +215,7 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, data_root, sweep):
     # Each rank continued its own generator: the same weights as 8 steps without a stop.
     straight = tmp_path / "ddp_straight"
     eight = [a for a in FAST if not a.startswith("trainer.max_steps=")] + ["trainer.max_steps=8"]
-    run("train.py", "trainer=ddp", "trainer.devices=2", *eight, f"data.root={data_root}", f"hydra.run.dir={straight}")
+    run_script("train.py", "trainer=ddp", "trainer.devices=2", *eight, f"data.root={real_mnist}", f"hydra.run.dir={straight}")
     expected = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     for name, value in expected.items():
         torch.testing.assert_close(resumed["state_dict"][name], value, rtol=1e-5, atol=1e-6, msg=name)
@@ -255,8 +225,8 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, data_root, sweep):
     assert val(resumed) < val(ckpt) and val(ckpt) == pytest.approx(val(single), rel=0.05)
 
 
-def test_ddp_under_multirun_is_refused(tmp_path, data_root):
-    proc = run("train.py", "-m", "trainer=ddp", "trainer.devices=2", *FAST, f"data.root={data_root}", f"hydra.sweep.dir={tmp_path}", check=False)
+def test_ddp_under_multirun_is_refused(tmp_path, real_mnist):
+    proc = run_script("train.py", "-m", "trainer=ddp", "trainer.devices=2", *FAST, f"data.root={real_mnist}", f"hydra.sweep.dir={tmp_path}", check=False)
     assert proc.returncode == 2
     assert "cannot run under -m" in proc.stderr.strip().splitlines()[-1]
     assert not list(Path(tmp_path).rglob("*.ckpt"))

@@ -1,9 +1,6 @@
 """README "Scaling out" as a user runs it: local parallel jobs (submitit), an Optuna search that continues its SQLite
 study, DDP inside a sweep (ddp_spawn), and the -m refusals, which must leave nothing behind."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -13,50 +10,19 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from conftest import CONF, ROOT, mnist_root
+from conftest import CONF, FAST, run_script
 from ddpm.cli import check_group_choices
 from ddpm.errors import ConfigError
 from ddpm.sweep import OptunaStudy
-
-FAST = [
-    "model=tiny",
-    "schedule.timesteps=100",
-    "trainer.accelerator=cpu",
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.enable_progress_bar=false",
-    "data.train_size=256",
-    "data.val_size=64",
-    "data.batch_size=32",
-    "callbacks.sample_grid.sampler.steps=5",
-]
-
-
-def train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"train.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def data_root():
-    root = mnist_root()
-    if not (root / "MNIST" / "raw").is_dir():
-        pytest.skip(f"no MNIST files under {root}; set DDPM_DATA_ROOT")
-    return root
-
 
 def job_folders(sweep: Path) -> list[Path]:
     return sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def test_submitit_local_runs_the_jobs_at_the_same_time(tmp_path, data_root):
+def test_submitit_local_runs_the_jobs_at_the_same_time(tmp_path, real_mnist):
     sweep = tmp_path / "sweep"
     steps = [a for a in FAST if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=20", "trainer.val_check_interval=10"]
-    train("-m", "hydra/launcher=submitit_local", "schedule=linear,cosine", *steps, f"data.root={data_root}", f"hydra.sweep.dir={sweep}")
+    run_script("train.py", "-m", "hydra/launcher=submitit_local", "schedule=linear,cosine", *steps, f"data.root={real_mnist}", f"hydra.sweep.dir={sweep}")
     jobs = job_folders(sweep)
     assert [("schedule-linear" in p.name, "schedule-cosine" in p.name) for p in jobs] == [(True, False), (False, True)]
     spans = []
@@ -77,12 +43,12 @@ def study_trials(db: Path, name: str = "quickstart"):
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory, data_root):
+def search(tmp_path_factory, real_mnist):
     """Two trials of hparams_search=optuna, stored in <paths.log_dir>/hparams_search/quickstart.db."""
     logs = tmp_path_factory.mktemp("logs")
     searched = [a for a in FAST if not a.startswith("data.batch_size=")]  # a fixed value would leave the search
-    args = ["-m", "hparams_search=optuna", *searched, f"data.root={data_root}", f"paths.log_dir={logs}"]
-    train(*args, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={logs / 'first'}")
+    args = ["-m", "hparams_search=optuna", *searched, f"data.root={real_mnist}", f"paths.log_dir={logs}"]
+    run_script("train.py", *args, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={logs / 'first'}")
     return logs, args
 
 
@@ -100,7 +66,7 @@ def test_optuna_search_writes_best_parameters_and_value(search):
 
 def test_optuna_search_continues_its_study(search):
     logs, args = search
-    train(*args, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={logs / 'again'}")
+    run_script("train.py", *args, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={logs / 'again'}")
     trials = study_trials(logs / "hparams_search" / "quickstart.db")
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3  # 2 kept + 1 new, not 2 + 3
     assert len(job_folders(logs / "again")) == 1
@@ -111,7 +77,7 @@ def test_optuna_search_continues_its_study(search):
 def test_optuna_refuses_a_study_of_another_search_space(search):
     logs, args = search
     other = ["optimized_metric=val_by_t/0.00-0.10", "hydra.sweeper.direction=maximize"]
-    proc = train(*args, *other, f"hydra.sweep.dir={logs / 'other'}", check=False)
+    proc = run_script("train.py", *args, *other, f"hydra.sweep.dir={logs / 'other'}", check=False)
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: hydra.sweeper.study_name=quickstart") and "another space" in last
@@ -140,9 +106,9 @@ def test_a_killed_search_continues_with_its_missing_trials(tmp_path):
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
 
 
-def test_ddp_spawn_inside_a_sweep(tmp_path, data_root):
+def test_ddp_spawn_inside_a_sweep(tmp_path, real_mnist):
     sweep = tmp_path / "sweep"
-    proc = train("-m", "schedule=linear,cosine", "trainer=ddp_spawn", "trainer.devices=2", *FAST, f"data.root={data_root}", f"hydra.sweep.dir={sweep}")
+    proc = run_script("train.py", "-m", "schedule=linear,cosine", "trainer=ddp_spawn", "trainer.devices=2", *FAST, f"data.root={real_mnist}", f"hydra.sweep.dir={sweep}")
     log = proc.stdout + proc.stderr
     assert log.count("GLOBAL_RANK: 1, MEMBER: 2/2") == 2  # both jobs trained on two processes
     for job in job_folders(sweep):
@@ -162,10 +128,10 @@ def test_ddp_spawn_inside_a_sweep(tmp_path, data_root):
     (["hparams_search=hyperopt"], "error: hparams_search=hyperopt is unknown: use one of optuna"),
     (["optimized_metric=metrics/fid"], "set callbacks.sample_metrics.every_n_validations=1"),
 ])
-def test_multirun_refusals_write_nothing(tmp_path, data_root, args, message):
+def test_multirun_refusals_write_nothing(tmp_path, real_mnist, args, message):
     sweep = tmp_path / "sweep"
     fast = [a for a in FAST if a.split("=")[0] not in {a.split("=")[0] for a in args}]
-    proc = train("-m", "schedule=linear,cosine", *fast, *args, f"data.root={data_root}", f"hydra.sweep.dir={sweep}", check=False)
+    proc = run_script("train.py", "-m", "schedule=linear,cosine", *fast, *args, f"data.root={real_mnist}", f"hydra.sweep.dir={sweep}", check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert message in lines[-1] and sum(line.startswith("error:") for line in lines) == 1
