@@ -334,7 +334,8 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
         "kid_vs_train_steps.png": plots.metric_curves(ddim, "kid", "train_step", "guidance", out / "kid_vs_train_steps.png",
                                                       xscale="linear", title=label, yscale="log"),
         "guidance_tradeoff.png": plots.tradeoff([r for r in final if r in ddim], "class_accuracy", "fid",
-                                                out / "guidance_tradeoff.png", f"{label}over guidance w, last checkpoint"),
+                                                out / "guidance_tradeoff.png", f"{label}over guidance w, last checkpoint",
+                                                floor=next((r["fid_floor"] for r in ddim), None)),
     }
     figures += [name for name, written in drawn.items() if written]
 

@@ -104,9 +104,9 @@ def metric_curves(summary: list[dict], metric: str, x: str, panel: str, path: Pa
     return True
 
 
-def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str) -> bool:
-    """One line per arm through its guidance scales, e.g. FID against class accuracy; False (no file) when no
-    arm has two or more scales."""
+def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str, floor: float | None = None) -> bool:
+    """One line per arm through its guidance scales, e.g. FID against class accuracy, with `floor` (the
+    real-vs-real value at the same n) as a horizontal line; False (no file) when no arm has two or more scales."""
     lines = defaultdict(list)
     for r in summary:
         if r.get(x) is not None and r.get(y) is not None:
@@ -119,6 +119,8 @@ def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str) -> boo
         ax.plot([p[1] for p in points], [p[2] for p in points], marker="o", ms=4, label=arm)
         for w, px, py in points:
             ax.annotate(f"w={w:g}", (px, py), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if floor is not None:
+        ax.axhline(floor, color="gray", ls="--", lw=1, label="real vs real, same n")
     ax.set(title=title, xlabel=x, ylabel=y)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)

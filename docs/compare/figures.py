@@ -88,7 +88,8 @@ def main() -> None:
                             {r["guidance"]: r["fid_floor"] for r in ddim50}, xscale="linear", yscale="log",
                             title=f"DDIM-50 ({budget}-step runs): ")
         plots.tradeoff([r for r in final if r["sampler"] == "ddim" and r["steps"] == 50], "class_accuracy", "fid",
-                       HERE / f"{tag}_guidance_tradeoff.png", f"DDIM-50 over guidance w, after {budget} steps")
+                       HERE / f"{tag}_guidance_tradeoff.png", f"DDIM-50 over guidance w, after {budget} steps, n={rows[0]['n']}",
+                       floor=rows[0]["fid_floor"])
         # One bar per scored checkpoint (seed 0 of each arm), with the estimator's standard error.
         bpd = {f"{r['arm']}, seed {r['seed']}": (r["bits_per_dim"], r["bits_per_dim_stderr"] or 0.0) for r in rows
                if r["budget"] == budget and r["train_step"] == budget and r.get("bits_per_dim") is not None
