@@ -255,3 +255,17 @@ def test_unconditional_sampling_has_no_guidance():
     assert sampling_guidance(conditional, 2.0) == 2.0
     assert sampling_guidance(conditional, 2.0, unconditional=True) == 0.0
     assert sampling_guidance(unconditional, 2.0) == 0.0
+
+
+def test_every_seed_and_batch_draws_from_its_own_stream():
+    """The old scheme seeded batch k of seed s like seed s + 1 + k, so runs of neighbouring seeds shared noise;
+    SeedSequence children never coincide, and each stream is reproducible."""
+    from ddpm.generate import fixed_noise, stream
+
+    draws = {(seed, child): torch.randn(256, generator=stream(seed, child)) for seed in range(4) for child in range(4)}
+    values = list(draws.values())
+    for i in range(len(values)):
+        for j in range(i + 1, len(values)):
+            assert abs(torch.corrcoef(torch.stack([values[i], values[j]]))[0, 1]) < 0.3
+    assert torch.equal(torch.randn(256, generator=stream(1, 2)), draws[(1, 2)])
+    assert torch.equal(fixed_noise(4, 7), fixed_noise(4, 7)) and not torch.equal(fixed_noise(4, 7), fixed_noise(4, 8))
