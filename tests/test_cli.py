@@ -226,9 +226,3 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, real_mnist, sweep):
     val = lambda c: next(float(s["best_model_score"]) for k, s in c["callbacks"].items() if "val/loss" in k)  # noqa: E731
     assert val(resumed) < val(ckpt) and val(ckpt) == pytest.approx(val(single), rel=0.05)
 
-
-def test_ddp_under_multirun_is_refused(tmp_path, real_mnist):
-    proc = run_script("train.py", "-m", "trainer=ddp", "trainer.devices=2", *FAST, f"data.root={real_mnist}", f"hydra.sweep.dir={tmp_path}", check=False)
-    assert proc.returncode == 2
-    assert "cannot run under -m" in proc.stderr.strip().splitlines()[-1]
-    assert not list(Path(tmp_path).rglob("*.ckpt"))
