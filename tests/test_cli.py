@@ -225,4 +225,3 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, real_mnist, sweep):
     single = torch.load(ckpt_of(sweep), weights_only=True)  # the same config on one process, 4 steps
     val = lambda c: next(float(s["best_model_score"]) for k, s in c["callbacks"].items() if "val/loss" in k)  # noqa: E731
     assert val(resumed) < val(ckpt) and val(ckpt) == pytest.approx(val(single), rel=0.05)
-
