@@ -1,7 +1,7 @@
-"""Train a DDPM on MNIST: python train.py [experiment=quickstart] [schedule=cosine] [model=tiny] [-m ...]"""
+"""Train a DDPM on MNIST: python train.py [experiment=quickstart] [schedule=cosine] [model=tiny] [-m ...]
+(the same as the console script `ddpm-train`)."""
 
-from ddpm.cli import run_app
-from ddpm.train import objective
+from ddpm.commands.train import main
 
 if __name__ == "__main__":
-    run_app("train", objective)
+    main()

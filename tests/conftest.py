@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-import ddpm.resolvers  # noqa: F401  (the configs use its resolvers)
+import ddpm.cli.resolvers  # noqa: F401  (the configs use its resolvers)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

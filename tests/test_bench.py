@@ -3,8 +3,8 @@ import json
 import pytest
 from conftest import compose_train
 
-import ddpm.bench
-from ddpm.bench import bench
+import ddpm.commands.bench
+from ddpm.commands.bench import bench
 from ddpm.errors import ConfigError
 
 
@@ -28,7 +28,7 @@ def test_bench_measures_small_against_the_reference_unet(tmp_path, real_mnist):
 
 def test_bench_times_whole_guided_sampling_runs(tmp_path, monkeypatch):
     calls = []  # the batch size of every network call
-    build_models = ddpm.bench.build_models
+    build_models = ddpm.commands.bench.build_models
 
     def counted(names):
         models = build_models(names)
@@ -36,7 +36,7 @@ def test_bench_times_whole_guided_sampling_runs(tmp_path, monkeypatch):
             model.register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
         return models
 
-    monkeypatch.setattr(ddpm.bench, "build_models", counted)
+    monkeypatch.setattr(ddpm.commands.bench, "build_models", counted)
     cfg = compose_train(tmp_path, ["models=[small]", "variants=[fp32]", "batch_size=4", "train_repeats=1",
                                    "sample_batch_size=8", "sample_repeats=3", "data.root=null",
                                    f"out={tmp_path}/bench.json"],

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import FAST, ROOT, run_script
+
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, real_mnist):

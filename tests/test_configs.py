@@ -7,21 +7,21 @@ import sys
 
 import pytest
 import torch
+from conftest import CONF, ROOT, TINY, compose_train, make_synthetic_mnist
 from hydra._internal.utils import get_args_parser
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONF, ROOT, TINY, compose_train, make_synthetic_mnist
-from ddpm.cli import prepare_argv
-from ddpm.runtime import user_error
-from ddpm.data import MNISTDataModule
+from ddpm.cli.app import prepare_argv
+from ddpm.cli.checks import check_request, check_train_options
+from ddpm.cli.runtime import user_error
+from ddpm.commands.train import train
+from ddpm.data.mnist import MNISTDataModule
+from ddpm.diffusion.schedules import NoiseSchedule
 from ddpm.errors import ConfigError
-from ddpm.module import DiffusionModule
-from ddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler
-from ddpm.schedules import NoiseSchedule
-from ddpm.train import train
-from ddpm.unet import UNet
-from ddpm.validation import check_request, check_train_options
+from ddpm.models.unet import UNet
+from ddpm.sampling.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler
+from ddpm.training.module import DiffusionModule
 
 GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group in ("schedule", "model", "data", "trainer", "logger", "callbacks", "paths")}
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -274,7 +274,7 @@ COMPARE_REFUSALS = [
 
 @pytest.mark.parametrize("overrides, message", COMPARE_REFUSALS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_compare_refuses_each_bad_option_before_reading_a_run(overrides, message, tmp_path):
-    from ddpm.compare import compare
+    from ddpm.commands.compare import compare
 
     cfg = compose_train(tmp_path / "report", [f"runs={tmp_path / 'no_such_run'}", *overrides], config_name="compare")
     with pytest.raises(ConfigError) as raised:
@@ -286,7 +286,7 @@ def test_compare_refuses_each_bad_option_before_reading_a_run(overrides, message
 @pytest.mark.parametrize("overrides, message", [(["width=0"], "width=0 is invalid"),
                                                 (["num_features=-3"], "num_features=-3 is invalid")])
 def test_classifier_command_refuses_a_bad_size_before_reading_mnist(overrides, message, tmp_path):
-    from ddpm.metrics.classifier import run
+    from ddpm.commands.judge import run
 
     cfg = compose_train(tmp_path / "cnn", [f"data.root={tmp_path / 'no_mnist'}", "data.download=false", *overrides],
                         config_name="classifier")
@@ -298,7 +298,7 @@ def test_classifier_command_refuses_a_bad_size_before_reading_mnist(overrides, m
                                                     ("batch_size", 65, "batch_size=65 is invalid"),
                                                     ("seed", -1, "seed=-1 is invalid")])
 def test_classifier_training_refuses_bad_options(option, value, message):
-    from ddpm.metrics.judge import train_classifier
+    from ddpm.evaluation.judge import train_classifier
 
     images, labels = torch.zeros(64, 1, 28, 28, dtype=torch.uint8), torch.zeros(64, dtype=torch.long)
     with pytest.raises(ConfigError, match=f"^{message}"):

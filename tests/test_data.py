@@ -4,9 +4,9 @@ import stat
 
 import pytest
 import torch
-
 from conftest import write_idx
-from ddpm.data import MNISTDataModule, MNISTFileError, load_mnist_split
+
+from ddpm.data.mnist import MNISTDataModule, MNISTFileError, load_mnist_split
 
 
 def test_datamodule_on_synthetic_idx(synthetic_mnist):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from ddpm.diffusion import GaussianDiffusion
+from ddpm.diffusion.gaussian import GaussianDiffusion
+from ddpm.diffusion.schedules import CosineSchedule, LinearSchedule
 from ddpm.errors import ConfigError
-from ddpm.schedules import CosineSchedule, LinearSchedule
 
 
 @pytest.mark.parametrize("schedule", [LinearSchedule(1000), CosineSchedule(1000)], ids=["linear", "cosine"])

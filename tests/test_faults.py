@@ -8,15 +8,15 @@ import textwrap
 
 import pytest
 import torch
+from conftest import TINY, compose_train, make_synthetic_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, compose_train, make_synthetic_mnist
-from ddpm.checkpoint import CheckpointError, load_checkpoint
-from ddpm.runtime import user_error
-from ddpm.data import MNISTFileError
+from ddpm.cli.runtime import user_error
+from ddpm.commands.train import train
+from ddpm.data.mnist import MNISTFileError
 from ddpm.errors import ConfigError
-from ddpm.module import NonFiniteError
-from ddpm.train import train
+from ddpm.training.checkpoint import CheckpointError, load_checkpoint
+from ddpm.training.module import NonFiniteError
 
 STEPS = 20
 RUN = [
@@ -154,7 +154,7 @@ def test_kill_during_saves_never_leaves_a_broken_checkpoint(tmp_path):
     path = tmp_path / "last.ckpt"
     script = textwrap.dedent(f"""
         import sys, torch
-        from ddpm.checkpoint import AtomicCheckpointIO
+        from ddpm.training.checkpoint import AtomicCheckpointIO
         io = AtomicCheckpointIO()
         for step in range(1000):
             io.save_checkpoint({{"global_step": step, "w": torch.full((4_000_000,), float(step))}}, {str(path)!r})

@@ -1,4 +1,4 @@
-"""The variational bound (ddpm/likelihood.py) on cases with a known answer, and its Monte-Carlo estimator against
+"""The variational bound (ddpm/diffusion/likelihood.py) on cases with a known answer, and its Monte-Carlo estimator against
 the exact sum over all T terms."""
 
 import math
@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from ddpm.diffusion import GaussianDiffusion
-from ddpm.likelihood import bits_per_dim, discretized_gaussian_log_likelihood, normal_kl
-from ddpm.schedules import CosineSchedule, LinearSchedule
-from ddpm.unet import UNet
+from ddpm.diffusion.gaussian import GaussianDiffusion
+from ddpm.diffusion.likelihood import bits_per_dim, discretized_gaussian_log_likelihood, normal_kl
+from ddpm.diffusion.schedules import CosineSchedule, LinearSchedule
+from ddpm.models.unet import UNet
 
 
 class Oracle(nn.Module):

@@ -1,4 +1,4 @@
-"""The MNIST judge, FID ordering, the metrics callback, `ddpm.evaluate` and `ddpm.compare`."""
+"""The MNIST judge, FID ordering, the metrics callback, `ddpm.commands.evaluate` and `ddpm.commands.compare`."""
 
 import csv
 import json
@@ -8,12 +8,12 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, TINY, compose_train
-from ddpm.data import load_mnist_split
-from ddpm.metrics.judge import accuracy, load_classifier, save_classifier, train_classifier
-from ddpm.metrics.scores import SampleScorer
-from ddpm.train import train
+
+from ddpm.commands.train import train
+from ddpm.data.mnist import load_mnist_split
+from ddpm.evaluation.judge import accuracy, load_classifier, save_classifier, train_classifier
+from ddpm.evaluation.scores import SampleScorer
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def two_seeds(mnist, tmp_path_factory):
 
 def test_evaluate_writes_json(judge, mnist, two_seeds, tmp_path):
     ckpt = next(p for p in two_seeds.iterdir() if p.is_dir()) / "checkpoints" / "last.ckpt"
-    proc = run_module("ddpm.evaluate", f"ckpt={ckpt}", "n=30", "steps=5", f"classifier={judge[0]}", f"classifier2={judge[0]}",
+    proc = run_module("ddpm.commands.evaluate", f"ckpt={ckpt}", "n=30", "steps=5", f"classifier={judge[0]}", f"classifier2={judge[0]}",
                       f"data.root={mnist[0]}", f"hydra.run.dir={tmp_path}")
     result = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("fid", "fid_floor", "kid", "kid_std", "fid_judge2", "class_accuracy", "confidence", "class_entropy",
@@ -124,7 +124,7 @@ def test_compare_writes_report(judge, mnist, two_seeds, tmp_path):
     results = tmp_path / "merged" / "results.csv"
     args = [f"runs={two_seeds}", points, "n=20", "nll.n=8", "grid_steps=5", "batch_size=20", "floor_subsets=2",
             f"classifier={judge[0]}", f"classifier2={judge[0]}", f"data.root={mnist[0]}", f"results={results}"]
-    run_module("ddpm.compare", *args, f"hydra.run.dir={tmp_path / 'report'}")
+    run_module("ddpm.commands.compare", *args, f"hydra.run.dir={tmp_path / 'report'}")
     out = tmp_path / "report"
     for name in ("report.md", "results.csv", "summary.csv", "fid_vs_steps.png", "kid_vs_steps.png", "fid_vs_train_steps.png",
                  "val_by_log_snr.png", "bits_per_dim.png", "loss_curves.png", "schedules.png", "grids.png"):
@@ -148,13 +148,13 @@ def test_compare_writes_report(judge, mnist, two_seeds, tmp_path):
     # Scores are cached in each run folder: a second report samples nothing and writes the same numbers.
     cached = {run: json.loads((two_seeds / run / "scores.json").read_text()) for run in runs}
     assert all(any("ddim-5-w0" in key for key in entries) for entries in cached.values())
-    run_module("ddpm.compare", *args, f"hydra.run.dir={tmp_path / 'again'}")
+    run_module("ddpm.commands.compare", *args, f"hydra.run.dir={tmp_path / 'again'}")
     assert list(csv.DictReader(open(tmp_path / "again" / "results.csv"))) == rows
     assert {run: json.loads((two_seeds / run / "scores.json").read_text()) for run in runs} == cached
 
 
 def test_compare_refuses_an_unknown_sampler_before_sampling(mnist, two_seeds, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ddpm.compare", f"runs={two_seeds}", "points=[{sampler:ddimm,steps:[5]}]",
+    proc = subprocess.run([sys.executable, "-m", "ddpm.commands.compare", f"runs={two_seeds}", "points=[{sampler:ddimm,steps:[5]}]",
                            f"data.root={mnist[0]}", f"hydra.run.dir={tmp_path / 'r'}"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: points: sampler=ddimm is unknown")
     assert not (tmp_path / "r").exists()

@@ -1,16 +1,16 @@
-from types import SimpleNamespace
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from ddpm.diffusion import GaussianDiffusion
+from ddpm.diffusion.gaussian import GaussianDiffusion
+from ddpm.diffusion.schedules import CosineSchedule, LinearSchedule, NoiseSchedule
 from ddpm.errors import ConfigError
-from ddpm.generate import sampling_guidance
-from ddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, guided_output
-from ddpm.schedules import CosineSchedule, LinearSchedule, NoiseSchedule
-from ddpm.unet import UNet
+from ddpm.models.unet import UNet
+from ddpm.sampling.generate import sampling_guidance
+from ddpm.sampling.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, guided_output
 
 
 class PointMass(nn.Module):
@@ -141,7 +141,7 @@ def gaussian_denoiser(schedule):
 
 
 def expected_moments(schedule, timesteps, eta: float, beta_variance: bool = False) -> tuple[float, float]:
-    """Mean and std of the samples, written from the papers rather than from ddpm.samplers: each step is
+    """Mean and std of the samples, written from the papers rather than from ddpm.sampling.samplers: each step is
     x' = sqrt(ab') x0 + sqrt(1 - ab' - sigma^2) eps + noise (Song et al. 2021, eq. 12), with x0 and eps the posterior
     means above and sigma^2 = eta^2 (1 - ab') / (1 - ab) (1 - ab / ab'); eta = 1 is DDPM's posterior (Ho et al. 2020,
     eq. 7, respaced as in Nichol & Dhariwal 2021). The added noise has variance sigma^2, or beta = 1 - ab / ab' for
@@ -260,7 +260,7 @@ def test_unconditional_sampling_has_no_guidance():
 def test_every_seed_and_batch_draws_from_its_own_stream():
     """The old scheme seeded batch k of seed s like seed s + 1 + k, so runs of neighbouring seeds shared noise;
     SeedSequence children never coincide, and each stream is reproducible."""
-    from ddpm.generate import fixed_noise, stream
+    from ddpm.sampling.generate import fixed_noise, stream
 
     draws = {(seed, child): torch.randn(256, generator=stream(seed, child)) for seed in range(4) for child in range(4)}
     values = list(draws.values())

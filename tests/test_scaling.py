@@ -6,14 +6,15 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from conftest import CONF, FAST, run_script
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from conftest import CONF, FAST, run_script
-from ddpm.cli import check_group_choices
+from ddpm.cli.app import check_group_choices
+from ddpm.cli.sweep import OptunaStudy
 from ddpm.errors import ConfigError
-from ddpm.sweep import OptunaStudy
+
 
 def job_folders(sweep: Path) -> list[Path]:
     return sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -30,7 +31,7 @@ def test_submitit_local_runs_the_jobs_at_the_same_time(tmp_path, real_mnist):
         ckpt = torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)
         assert ckpt["global_step"] == 20
         assert list((job / "tensorboard").glob("events.out.tfevents.*"))
-        # Each job ran with the launcher's one thread (hydra.launcher.cpus_per_task), logged by ddpm.sweep.
+        # Each job ran with the launcher's one thread (hydra.launcher.cpus_per_task), logged by ddpm.cli.sweep.
         assert "1 CPU thread(s) for this job" in (job / "train.log").read_text()
         # From the config written just before fit to the last checkpoint: the job's training.
         spans.append(((job / ".hydra" / "config.yaml").stat().st_mtime, (job / "checkpoints" / "last.ckpt").stat().st_mtime))
@@ -139,7 +140,7 @@ def test_multirun_refusals_write_nothing(tmp_path, real_mnist, args, message):
 
 
 def test_a_missing_plugin_names_its_extra(monkeypatch):
-    monkeypatch.setattr("ddpm.cli.installed", lambda module: module != "hydra_plugins.hydra_ray_launcher")
+    monkeypatch.setattr("ddpm.cli.app.installed", lambda module: module != "hydra_plugins.hydra_ray_launcher")
     check_group_choices(["hydra/launcher=submitit_local"])
     with pytest.raises(ConfigError, match=r"hydra/launcher=ray needs a Hydra plugin: pip install -e '\.\[ray\]'"):
         check_group_choices(["hydra/launcher=ray"])

@@ -6,8 +6,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from ddpm.diffusion.schedules import CosineSchedule, LinearSchedule, NoiseSchedule, SigmoidSchedule
 from ddpm.errors import ConfigError
-from ddpm.schedules import CosineSchedule, LinearSchedule, NoiseSchedule, SigmoidSchedule
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "schedule"
 

@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
+from conftest import TINY, compose_train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import TINY, compose_train
-from ddpm.checkpoint import load_module
-from ddpm.schedules import CosineSchedule
-from ddpm.train import train
+from ddpm.commands.train import train
+from ddpm.diffusion.schedules import CosineSchedule
+from ddpm.training.checkpoint import load_module
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_checkpoint_is_plain_data_with_ema_weights(trained):
     run, _, cfg = trained
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 6
-    assert ckpt["hyper_parameters"]["schedule"]["_target_"] == "ddpm.schedules.CosineSchedule"
+    assert ckpt["hyper_parameters"]["schedule"]["_target_"] == "ddpm.diffusion.schedules.CosineSchedule"
     assert ckpt["hyper_parameters"]["net"] == OmegaConf.to_container(cfg.model, resolve=True)
     # EMAWeightAveraging stores the average as state_dict and the raw weights beside it
     ema, raw = ckpt["state_dict"], ckpt["current_model_state"]

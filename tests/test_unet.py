@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from ddpm.errors import ConfigError
-from ddpm.unet import ResBlock, UNet
+from ddpm.models.unet import ResBlock, UNet
 
 MODELS = Path(__file__).resolve().parents[1] / "conf" / "model"
 

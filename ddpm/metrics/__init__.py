@@ -1,2 +1,1 @@
-"""Sample-quality metrics in an MNIST feature space (Inception features mean nothing on 28x28 digits, and its
-weights cannot be downloaded offline)."""
+"""Only `python -m ddpm.metrics.classifier`, as before the judge's training moved to ddpm.commands.judge."""

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from ddpm.diffusion import GaussianDiffusion
+from ddpm.diffusion.gaussian import GaussianDiffusion
 
 VARIANCES = ("posterior", "beta")
 BIN = 2 / 255  # the width of one 8-bit level in [-1, 1]

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddpm.unet import sinusoidal_embedding
+from ddpm.models.unet import sinusoidal_embedding
 
 
 class ReferenceUNet(nn.Module):

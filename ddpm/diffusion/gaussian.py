@@ -9,7 +9,7 @@
 import torch
 from torch import nn
 
-from ddpm.schedules import NoiseSchedule
+from ddpm.diffusion.schedules import NoiseSchedule
 from ddpm.validation import number, one_of
 
 PREDICTIONS = ("eps", "x0", "v")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ddpm.diffusion import GaussianDiffusion
+from ddpm.diffusion.gaussian import GaussianDiffusion
 from ddpm.errors import ConfigError
 from ddpm.validation import integer, number, one_of
 

@@ -1,6 +1,6 @@
 """The figures and tables of the README's comparison, drawn from docs/compare/results.csv alone:
 
-    python docs/compare/figures.py        # writes docs/compare/*.png and docs/compare/tables.md
+    python scripts/study_figures.py       # writes docs/compare/*.png and docs/compare/tables.md
 
 results.csv is what `python -m ddpm.compare ... results=docs/compare/results.csv` merged into it (README, "Linear
 vs cosine"); the sample grids and loss curves are in the per-group reports under docs/compare/<group>/.
@@ -9,10 +9,10 @@ vs cosine"); the sample grids and loss curves are in the per-group reports under
 import csv
 from pathlib import Path
 
-from ddpm import plots
-from ddpm.compare import summarise
+from ddpm.commands.compare import summarise
+from ddpm.evaluation import plots
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "docs" / "compare"
 INTS = {"T", "seed", "train_step", "steps", "n", "budget"}
 
 

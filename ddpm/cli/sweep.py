@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ddpm.runtime import exit_on_user_error
+from ddpm.cli.runtime import exit_on_user_error
 from ddpm.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def check_slurm_tasks(job_config: DictConfig) -> None:
 
 
 class CheckSweep(Callback):
-    """Before a -m sweep starts: `check(cfg, on_this_machine)` (a dotted path, e.g. ddpm.train.check_sweep_job) on
+    """Before a -m sweep starts: `check(cfg, on_this_machine)` (a dotted path, e.g. ddpm.commands.train.check_sweep_job) on
     every job's config, as the job will see it. During the sweep: a job run by a launcher with `cpus_per_task`
     (submitit) uses that many threads, so that parallel jobs do not each size their thread pools to all cores."""
 

@@ -6,15 +6,16 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torchvision.utils import save_image
 from tqdm import tqdm
 
-from ddpm.checkpoint import load_module
+from ddpm.cli.app import run_app
+from ddpm.cli.checks import check_request
+from ddpm.cli.runtime import check_writable, resolve_device, save_run_config
+from ddpm.data.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
 from ddpm.errors import ConfigError
-from ddpm.generate import cycling_labels, generate, sampling_guidance
-from ddpm.runtime import check_writable, resolve_device, save_run_config
-from ddpm.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
-from ddpm.validation import check_request
-from torchvision.utils import save_image
+from ddpm.sampling.generate import cycling_labels, generate, sampling_guidance
+from ddpm.training.checkpoint import load_module
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +70,11 @@ def sample(cfg: DictConfig) -> dict:
     for name, path in written.items():
         log.info(f"wrote {name}: {path}")
     return written
+
+
+def main() -> None:
+    run_app("sample", sample)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ whatever the batch size) and one per batch for the stochastic samplers' steps. S
 import numpy as np
 import torch
 
-from ddpm.samplers import Sampler, SampleResult
+from ddpm.sampling.samplers import Sampler, SampleResult
 
 NOISE_STREAM = 0  # child 0: the initial noise; child 1 + k: the steps of batch k
 

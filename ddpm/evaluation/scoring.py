@@ -1,16 +1,16 @@
 """Sampling for a score: the scorer built from the configs' data and judge paths, and one scored point
 (n samples of one sampler at one guidance scale), with the real-vs-real floor at the same n. Used by
-`ddpm.evaluate`, `ddpm.compare` and the metrics callback."""
+`ddpm.commands.evaluate`, `ddpm.commands.compare` and the metrics callback."""
 
 import time
 
 import torch
 
-from ddpm.data import load_mnist_split
-from ddpm.generate import cycling_labels, generate
-from ddpm.images import to_pixels
-from ddpm.metrics.judge import load_classifier
-from ddpm.metrics.scores import SampleScorer, quantize
+from ddpm.data.images import to_pixels
+from ddpm.data.mnist import load_mnist_split
+from ddpm.evaluation.judge import load_classifier
+from ddpm.evaluation.scores import SampleScorer, quantize
+from ddpm.sampling.generate import cycling_labels, generate
 
 
 def build_scorer(data, classifier: str, classifier2: str | None = None, floor_subsets: int = 4,

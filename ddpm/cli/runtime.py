@@ -15,8 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddpm.errors import ConfigError, DDPMError
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+PACKAGE = Path(__file__).resolve().parents[1]
+# A wheel carries the configs inside the package (pyproject.toml maps conf/ to ddpm/conf); a checkout keeps them in
+# conf/ beside the package, their one source.
+CONF = next((p for p in (PACKAGE / "conf", PACKAGE.parent / "conf") if p.is_dir()), PACKAGE / "conf")
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -1,4 +1,4 @@
-"""Scores of a batch of generated digits, judged by one or more MNIST classifiers (ddpm.metrics.judge):
+"""Scores of a batch of generated digits, judged by one or more MNIST classifiers (ddpm.evaluation.judge):
 
 - fid: Frechet distance between classifier features of the samples and of the MNIST test split (torchmetrics);
   biased upwards at small n, so it is only compared at equal n and beside `fid_floor`, the FID of n real
@@ -22,7 +22,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from ddpm.metrics.judge import ClassifierFeatures, MNISTClassifier
+from ddpm.evaluation.judge import ClassifierFeatures, MNISTClassifier
 
 KID_SUBSETS = 100
 

@@ -9,11 +9,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
-from ddpm.checkpoint import CheckpointError, check_resumable, load_checkpoint
+from ddpm.cli.app import run_app
+from ddpm.cli.checks import check_train_options, refused_by_lightning
+from ddpm.cli.runtime import check_writable, save_run_config
 from ddpm.errors import ConfigError
-from ddpm.module import NonFiniteError
-from ddpm.runtime import check_writable, save_run_config
-from ddpm.validation import check_train_options, refused_by_lightning
+from ddpm.training.checkpoint import CheckpointError, check_resumable, load_checkpoint
+from ddpm.training.module import NonFiniteError
 
 
 def check_multirun_ddp(cfg: DictConfig, trainer: L.Trainer, multirun: bool) -> None:
@@ -132,3 +133,11 @@ def objective(cfg: DictConfig) -> float | None:
     if name not in metrics:
         raise ConfigError(f"optimized_metric={name} was not logged: use one of {', '.join(sorted(metrics))}")
     return metrics[name]
+
+
+def main() -> None:
+    run_app("train", objective)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ddpm.errors import DDPMError
-from ddpm.module import DiffusionModule
+from ddpm.training.module import DiffusionModule
 
 
 class CheckpointError(DDPMError):

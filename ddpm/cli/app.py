@@ -1,5 +1,5 @@
 """The entry points. Every command is a Hydra app over one config in conf/ (`python train.py`, `python sample.py`,
-`python -m ddpm.evaluate`, `ddpm.compare`, `ddpm.bench`, `ddpm.metrics.classifier`), run by `run_app`, which checks
+`ddpm-evaluate`, `ddpm-compare`, `ddpm-nll`, `ddpm-bench`, `ddpm-judge`), run by `run_app`, which checks
 the command line before Hydra composes it, expands `resume=<run folder>`, and turns bad input into one line.
 A run's config is recorded only once the run has passed its checks.
 
@@ -9,7 +9,6 @@ folder, which `exit_on_user_error` removes: nothing written, nothing overwritten
 """
 
 import importlib.util
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,8 +21,8 @@ from hydra.errors import OverrideParseException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from ddpm.cli.runtime import CONF, check_writable, exit_on_user_error, lightning_messages_to_stdout
 from ddpm.errors import ConfigError
-from ddpm.runtime import CONF, ROOT, check_writable, exit_on_user_error, lightning_messages_to_stdout
 
 
 def _overrides(args: list[str]):
@@ -121,8 +120,7 @@ class CheckOutputFolder(Callback):
 def run_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:
     """Check the command line, then let Hydra compose conf/<config_name>.yaml over it and run `task` on the
     result. Bad input (a DDPMError) ends as one `error:` line and exit status 2."""
-    os.environ.setdefault("DDPM_PROJECT_ROOT", str(ROOT))  # paths.root_dir: outputs/ and data/ live here
-    import ddpm.resolvers  # noqa: F401  (the configs use its resolvers)
+    import ddpm.cli.resolvers  # noqa: F401  (the configs use its resolvers)
 
     sys.argv = exit_on_user_error(prepare_argv)(sys.argv)
     lightning_messages_to_stdout()
