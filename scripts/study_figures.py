@@ -9,8 +9,8 @@ vs cosine"); the sample grids and loss curves are in the per-group reports under
 import csv
 from pathlib import Path
 
-from ddpm.commands.compare import summarise
 from ddpm.evaluation import plots
+from ddpm.evaluation.results import summarise
 
 HERE = Path(__file__).resolve().parents[1] / "docs" / "compare"
 INTS = {"T", "seed", "train_step", "steps", "n", "budget"}
