@@ -9,3 +9,19 @@ class DDPMError(Exception):
 class ConfigError(DDPMError, ValueError):
     """A config value or command-line argument that cannot work."""
 
+
+
+class CheckpointError(DDPMError):
+    """A checkpoint that is missing, cut off, unsafe to unpickle, or of another run than the one it should continue."""
+
+
+class ClassifierError(DDPMError):
+    """The judge network of the sample-quality metrics is missing or unreadable."""
+
+
+class MNISTFileError(DDPMError):
+    """The MNIST files are missing, damaged, or not the official ones."""
+
+
+class NonFiniteError(DDPMError):
+    """The loss or the gradients became NaN or infinite."""

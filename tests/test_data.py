@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import write_idx
 
-from ddpm.data.mnist import MNISTDataModule, MNISTFileError, load_mnist_split
+from ddpm.data.mnist import MNISTDataModule, load_mnist_split
+from ddpm.errors import MNISTFileError
 
 
 def test_datamodule_on_synthetic_idx(synthetic_mnist):

@@ -13,10 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from ddpm.cli.runtime import user_error
 from ddpm.commands.train import train
-from ddpm.data.mnist import MNISTFileError
-from ddpm.errors import ConfigError
-from ddpm.training.checkpoint import CheckpointError, load_checkpoint
-from ddpm.training.module import NonFiniteError
+from ddpm.errors import CheckpointError, ConfigError, MNISTFileError, NonFiniteError
+from ddpm.training.checkpoint import load_checkpoint
 
 STEPS = 20
 RUN = [

@@ -12,9 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_train_options, refused_by_lightning
 from ddpm.cli.runtime import check_writable, save_run_config
-from ddpm.errors import ConfigError
-from ddpm.training.checkpoint import CheckpointError, check_resumable, load_checkpoint
-from ddpm.training.module import NonFiniteError
+from ddpm.errors import CheckpointError, ConfigError, NonFiniteError
+from ddpm.training.checkpoint import check_resumable, load_checkpoint
 
 
 def check_multirun_ddp(cfg: DictConfig, trainer: L.Trainer, multirun: bool) -> None:

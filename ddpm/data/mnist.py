@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ddpm.errors import ConfigError, DDPMError
+from ddpm.errors import ConfigError, DDPMError, MNISTFileError
 from ddpm.validation import boolean, integer, number, positive_int, refuse, text
 
 # name -> (md5 of the official .gz file, as torchvision lists it; md5 of its uncompressed content; IDX magic number:
@@ -28,10 +28,6 @@ FILES = {
     "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637", 2049),
 }
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-
-
-class MNISTFileError(DDPMError):
-    pass
 
 
 def _md5(path: Path) -> str:

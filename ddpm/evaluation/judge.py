@@ -9,12 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ddpm.errors import DDPMError
+from ddpm.errors import ClassifierError
 from ddpm.validation import integer, number, positive_int
-
-
-class ClassifierError(DDPMError):
-    pass
 
 
 class MNISTClassifier(nn.Module):

@@ -9,12 +9,23 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from ddpm.errors import DDPMError
+from ddpm.errors import CheckpointError
 from ddpm.training.module import DiffusionModule
 
+# Checkpoints name the classes of their network and schedule; those written before the subpackages name the
+# modules they had then.
+MOVED_MODULES = {"ddpm.unet.": "ddpm.models.unet.", "ddpm.schedules.": "ddpm.diffusion.schedules."}
 
-class CheckpointError(DDPMError):
-    pass
+
+def upgrade(hyper_parameters: dict) -> dict:
+    """The hyper-parameters of a checkpoint of any version, with the class paths of this one."""
+    for part in ("net", "schedule"):
+        config = hyper_parameters.get(part)
+        target = config.get("_target_", "") if isinstance(config, dict) else ""
+        for old, new in MOVED_MODULES.items():
+            if target.startswith(old):
+                config["_target_"] = new + target.removeprefix(old)
+    return hyper_parameters
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -34,6 +45,7 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(unreadable.format(type(e).__name__)) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise CheckpointError(f"{path} is not a checkpoint written by train.py (no state_dict / hyper_parameters)")
+    upgrade(checkpoint["hyper_parameters"])
     return checkpoint
 
 

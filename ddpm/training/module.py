@@ -8,12 +8,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm.diffusion.gaussian import GaussianDiffusion
-from ddpm.errors import DDPMError
+from ddpm.errors import NonFiniteError
 from ddpm.validation import boolean, integer, number, probability
-
-
-class NonFiniteError(DDPMError):
-    """The loss or the gradients became NaN or infinite."""
 
 
 def rng_states(device: torch.device) -> dict[str, torch.Tensor]:

@@ -1,0 +1,19 @@
+"""Denoising diffusion on MNIST with PyTorch Lightning and Hydra.
+
+The subpackages are layers; each may import the ones above it in this list and never one below it
+(tests/test_layers.py reads every import and checks this):
+
+    errors, validation   the one-line errors and the checks of config values every layer shares
+    diffusion            noise schedules, the Gaussian process q(x_t | x_0) and its posterior, the likelihood bound
+    sampling             reverse-process samplers, the guidance rule, batched seeded generation
+    models               the denoising networks
+    data                 MNIST as tensors, and images in [-1, 1] <-> pixels and pictures
+    training             the LightningModule, its callbacks, checkpoint IO
+    evaluation           the judge network, FID/KID/accuracy, the compare report's parts
+    cli                  the Hydra glue: run_app, run folders, resolvers, sweep callbacks, the commands' checks
+    commands             one module per command (train, sample, evaluate, compare, nll, bench, judge); they
+                         import the library and `run_app`, never each other
+
+`ddpm/compare.py`, `evaluate.py`, `nll.py`, `bench.py` and `metrics/classifier.py` only keep the older
+`python -m ddpm.<command>` spellings working.
+"""

@@ -1,0 +1,53 @@
+"""Score a checkpoint: sample n digits, then FID and KID (beside the real-vs-real floor at the same n), class
+accuracy, confidence and class entropy (ddpm.evaluation.scores), plus sampling time and images/s.
+
+    python -m ddpm.evaluate ckpt=PATH n=1000 sampler=ddim steps=50 guidance=2
+
+Needs the judge once: `python -m ddpm.metrics.classifier` (and, for classifier2=..., the second judge).
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ddpm.cli.app import run_app
+from ddpm.cli.checks import check_request
+from ddpm.cli.runtime import resolve_device
+from ddpm.evaluation.scoring import build_scorer, score_sampler
+from ddpm.sampling.generate import sampling_guidance
+from ddpm.training.checkpoint import load_module
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    check_request(cfg)
+    sampler = instantiate(cfg.sampler)
+    device = resolve_device(cfg.device)
+    module = load_module(cfg.ckpt, ema=cfg.ema).to(device)
+    sampler.timesteps(module.diffusion.timesteps)  # refuse steps > T before any work
+    scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), device=device)
+    guidance = sampling_guidance(module, cfg.guidance)
+    with torch.inference_mode():
+        scores = score_sampler(module, sampler, scorer, cfg.n, guidance, cfg.seed, cfg.batch_size)
+    result = {"ckpt": str(cfg.ckpt), "sampler": repr(sampler), "timesteps": module.diffusion.timesteps, "n": cfg.n,
+              "guidance": guidance, "seed": cfg.seed, **scores}
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    width = max(map(len, result))
+    print("\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in result.items()))
+    log.info(f"wrote {out / 'metrics.json'}")
+    return result
+
+
+def main() -> None:
+    run_app("evaluate", evaluate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""sample(cfg): draw digits from a checkpoint. `sample.py` at the top only wraps it."""
+
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torchvision.utils import save_image
+from tqdm import tqdm
+
+from ddpm.cli.app import run_app
+from ddpm.cli.checks import check_request
+from ddpm.cli.runtime import check_writable, resolve_device, save_run_config
+from ddpm.data.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
+from ddpm.errors import ConfigError
+from ddpm.sampling.generate import cycling_labels, generate, sampling_guidance
+from ddpm.training.checkpoint import load_module
+
+log = logging.getLogger(__name__)
+
+
+
+
+def sample(cfg: DictConfig) -> dict:
+    """Writes samples.png and samples.pt (and, with trajectory=true, trajectory.png and trajectory.gif) into
+    cfg.paths.output_dir; returns what it wrote."""
+    check_request(cfg)
+    out = Path(cfg.paths.output_dir)
+    check_writable(out)
+    sampler = instantiate(cfg.sampler)
+    module = load_module(cfg.ckpt, ema=cfg.ema)
+    T = module.diffusion.timesteps
+    sampler.timesteps(T)  # raises on steps > T before any work
+    conditional = module.conditional and not cfg.unconditional
+    if cfg.digit is not None and not conditional:
+        raise ConfigError(
+            f"digit={cfg.digit} needs class-conditional sampling, and {cfg.ckpt} is unconditional: drop digit="
+            if not module.conditional
+            else f"digit={cfg.digit} needs class-conditional sampling: drop digit= or unconditional=true"
+        )
+    guidance = sampling_guidance(module, cfg.guidance, cfg.unconditional)
+
+    save_run_config(cfg)
+    module.to(resolve_device(cfg.device))
+    labels = cycling_labels(cfg.n, cfg.digit) if conditional else None
+    log.info(f"sampling {cfg.n} images with {sampler} (T={T}), guidance {guidance}, seed {cfg.seed} on {module.device}")
+    result = generate(
+        module,
+        sampler,
+        cfg.n,
+        labels,
+        guidance=guidance,
+        seed=cfg.seed,
+        clip_x0=cfg.clip_x0,
+        batch_size=cfg.batch_size,
+        trajectory_frames=cfg.trajectory_frames if cfg.trajectory else 0,
+        progress=lambda steps: tqdm(steps, desc="sampling", unit="step"),
+    )
+
+    written = {"grid": save_grid(result.images, out / "samples.png", cfg.nrow), "samples": out / "samples.pt"}
+    torch.save(
+        {"images": to_pixels(result.images).cpu(), "labels": labels if labels is not None else torch.full((cfg.n,), -1)},
+        written["samples"],
+    )
+    if cfg.trajectory:
+        written["trajectory"] = out / "trajectory.png"
+        save_image(trajectory_strip(result.trajectory), written["trajectory"])
+        written["gif"] = save_trajectory_gif(result.trajectory, out / "trajectory.gif", cfg.nrow)
+    for name, path in written.items():
+        log.info(f"wrote {name}: {path}")
+    return written
+
+
+def main() -> None:
+    run_app("sample", sample)
+
+
+if __name__ == "__main__":
+    main()

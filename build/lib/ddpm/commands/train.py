@@ -1,0 +1,142 @@
+"""train(cfg): build everything from the composed Hydra config and fit. `train.py` at the top only wraps it."""
+
+from pathlib import Path
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from omegaconf import DictConfig, OmegaConf
+
+from ddpm.cli.app import run_app
+from ddpm.cli.checks import check_train_options, refused_by_lightning
+from ddpm.cli.runtime import check_writable, save_run_config
+from ddpm.errors import CheckpointError, ConfigError, NonFiniteError
+from ddpm.training.checkpoint import check_resumable, load_checkpoint
+
+
+def check_multirun_ddp(cfg: DictConfig, trainer: L.Trainer, multirun: bool) -> None:
+    """Lightning's script launcher starts DDP's other ranks by re-running the command line with `hydra.run.dir`,
+    which a -m sweep job does not use, so they would train elsewhere (Lightning PR #18175, open upstream). Decided
+    from the strategy Lightning resolved: `trainer=gpu` (strategy auto) on a machine with several GPUs is DDP too.
+    Spawned ranks (ddp_spawn) and ranks a cluster starts (one SLURM task per device) re-run nothing."""
+    launcher = trainer.strategy.launcher
+    if (
+        multirun
+        and isinstance(launcher, _SubprocessScriptLauncher)
+        and launcher.num_processes > 1
+        and not launcher.cluster_environment.creates_processes_externally
+    ):
+        strategy = cfg.trainer.get("strategy", "auto")
+        raise ConfigError(
+            f"trainer.strategy={strategy} (DDP on {launcher.num_processes} devices) cannot run under -m "
+            "(multirun): Lightning's DDP launcher re-runs the script per device, which breaks a Hydra sweep; use "
+            "trainer=ddp_spawn, or hydra/launcher=submitit_slurm (one SLURM task per device)"
+        )
+
+
+def check_optimized_metric(cfg: DictConfig) -> None:
+    """metrics/* are logged only by the sample_metrics callback, so a search over them needs it on."""
+    name = cfg.get("optimized_metric")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"optimized_metric={name} is not a metric name: use e.g. val/loss or metrics/fid")
+    every = OmegaConf.select(cfg, "callbacks.sample_metrics.every_n_validations") or 0
+    if name and name.startswith("metrics/") and every <= 0:
+        raise ConfigError(
+            f"optimized_metric={name} is logged only when the metrics callback is on: "
+            "set callbacks.sample_metrics.every_n_validations=1 (or more)"
+        )
+
+
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint to continue from: `resume=RUN` means RUN/checkpoints/last.ckpt; `ckpt_path` any checkpoint."""
+    if not cfg.get("resume"):
+        return cfg.get("ckpt_path")
+    path = Path(cfg.resume).expanduser() / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"resume={cfg.resume} has no checkpoints/last.ckpt: the run stopped before its first checkpoint "
+            f"(callbacks.periodic_checkpoint.every_n_train_steps); start it again without resume="
+        )
+    return str(path)
+
+
+def last_good_checkpoint(trainer: L.Trainer) -> str:
+    """Every checkpoint was written before the step that failed (whose update was never applied)."""
+    saved = [p for c in trainer.checkpoint_callbacks for p in Path(c.dirpath).glob("*.ckpt")]
+    if not saved:
+        return "no checkpoint had been written yet: lower module.lr or trainer.gradient_clip_val and start again"
+    last = max(saved, key=lambda p: p.stat().st_mtime)
+    step = load_checkpoint(last)["global_step"]
+    return f"{last} (step {step}) is kept: resume from it with a lower module.lr or trainer.gradient_clip_val"
+
+
+def build(cfg: DictConfig, multirun: bool):
+    """The module, data, trainer and checkpoint to resume from, built from `cfg`: everything a config can get wrong
+    is checked here, before the first file is written."""
+    check_train_options(cfg)
+    check_writable(cfg.paths.output_dir)
+    check_optimized_metric(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = instantiate(cfg.module, _recursive_=False)
+    ckpt_path = resume_checkpoint(cfg)
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    with refused_by_lightning("trainer"):
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    check_multirun_ddp(cfg, trainer, multirun)
+    if ckpt_path:
+        check_resumable(ckpt_path, module, trainer)
+    # The data last: prepare_data may download MNIST, which a refused checkpoint or callback must not cause.
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    datamodule.batches_per_epoch(trainer.num_devices * trainer.num_nodes)
+    return module, datamodule, trainer, ckpt_path
+
+
+def check_sweep_job(cfg: DictConfig, on_this_machine: bool) -> None:
+    """train(cfg)'s checks for one job of a -m sweep, run for every job before the sweep writes anything. A job
+    that runs elsewhere (a SLURM or Ray cluster) gets only the checks that do not depend on the machine: its data
+    files and devices are that machine's."""
+    if on_this_machine:
+        build(cfg, multirun=True)
+        return
+    check_train_options(cfg)
+    check_optimized_metric(cfg)
+    instantiate(cfg.module, _recursive_=False)
+    for c in cfg.get("callbacks", {}).values():
+        if c:
+            instantiate(c)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the model described by `cfg`; returns the last logged metrics (train/loss, val/loss, ...)."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    module, datamodule, trainer, ckpt_path = build(cfg, multirun)
+    save_run_config(cfg)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except NonFiniteError as e:
+        raise NonFiniteError(f"{e}; {last_good_checkpoint(trainer)}") from None
+    return {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+
+def objective(cfg: DictConfig) -> float | None:
+    """train(cfg) reduced to the number a sweeper optimises: the metric named by `optimized_metric` (config)."""
+    metrics = train(cfg)
+    name = cfg.get("optimized_metric")
+    if name is None:
+        return None
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric={name} was not logged: use one of {', '.join(sorted(metrics))}")
+    return metrics[name]
+
+
+def main() -> None:
+    run_app("train", objective)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Turning batches of [-1, 1] images into pictures: grids, denoising strips and GIFs."""
+
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+
+def to_pixels(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1]."""
+    return ((images.float() + 1) / 2).clamp(0, 1)
+
+
+def grid(images: torch.Tensor, nrow: int = 10) -> torch.Tensor:
+    """A 3 x H x W picture of [-1, 1] images, `nrow` per row, on a white border."""
+    return make_grid(to_pixels(images.cpu()), nrow=nrow, padding=2, pad_value=1.0)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid(images, nrow), path)
+    return path
+
+
+def trajectory_strip(trajectory: list, max_images: int = 10) -> torch.Tensor:
+    """One row per image, one column per recorded timestep (noise on the left, sample on the right)."""
+    frames = torch.stack([x[:max_images] for _, x in trajectory], dim=1)  # N x F x 1 x H x W
+    return grid(frames.flatten(0, 1), nrow=len(trajectory))
+
+
+def save_trajectory_gif(trajectory: list, path: Path, nrow: int = 10, frame_ms: int = 120) -> Path:
+    from PIL import Image
+
+    frames = [Image.fromarray((grid(x, nrow)[0] * 255).round().byte().numpy()) for _, x in trajectory]
+    # Hold the final sample so that the loop pauses on it.
+    frames += [frames[-1]] * 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    return path

@@ -1,0 +1,27 @@
+"""Errors caused by what the user asked for. Their message says what was wrong and how to fix it; the entry
+points print it as one line instead of a traceback."""
+
+
+class DDPMError(Exception):
+    pass
+
+
+class ConfigError(DDPMError, ValueError):
+    """A config value or command-line argument that cannot work."""
+
+
+
+class CheckpointError(DDPMError):
+    """A checkpoint that is missing, cut off, unsafe to unpickle, or of another run than the one it should continue."""
+
+
+class ClassifierError(DDPMError):
+    """The judge network of the sample-quality metrics is missing or unreadable."""
+
+
+class MNISTFileError(DDPMError):
+    """The MNIST files are missing, damaged, or not the official ones."""
+
+
+class NonFiniteError(DDPMError):
+    """The loss or the gradients became NaN or infinite."""

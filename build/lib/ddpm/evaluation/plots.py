@@ -1,0 +1,140 @@
+"""The compare report's figures. Each function takes plain rows or arrays and writes one PNG; no scoring here."""
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def smooth(values: list[float], weight: float = 0.9) -> list[float]:
+    out, last = [], values[0] if values else 0.0
+    for v in values:
+        last = weight * last + (1 - weight) * v
+        out.append(last)
+    return out
+
+
+def loss_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> None:
+    """curves: run -> tag -> [(step, value)], for train/loss and val/loss."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for run, scalars in curves.items():
+        for ax, tag, smoothing in ((axes[0], "train/loss", 0.95), (axes[1], "val/loss", 0.0)):
+            if scalars.get(tag):
+                steps, values = zip(*scalars[tag])
+                ax.plot(steps, smooth(list(values), smoothing), label=run, marker="o" if tag == "val/loss" else None, ms=3)
+    for ax, title in zip(axes, ("train/loss (smoothed; weighted when min-SNR)", "val/loss (plain error, fixed t and noise)")):
+        ax.set(title=title, xlabel="step", yscale="log")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=6)
+    _save(fig, path)
+
+
+def schedules(schedule_list, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for schedule in schedule_list:
+        u = (torch.arange(schedule.timesteps) + 1) / schedule.timesteps
+        axes[0].plot(u, schedule.alphas_cumprod, label=repr(schedule))
+        axes[1].plot(u, schedule.log_snr(), label=repr(schedule))
+    axes[0].set(title="alpha_bar(t)", xlabel="t / T")
+    axes[1].set(title="log SNR(t) = log(alpha_bar / (1 - alpha_bar))", xlabel="t / T")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    _save(fig, path)
+
+
+def val_by_log_snr(curves: dict[str, list[tuple[float, float, float]]], path: Path) -> None:
+    """curves: arm -> [(log_snr, mean error, std over seeds)] from the last validation."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for arm, points in sorted(curves.items()):
+        points = sorted(points)
+        x, y, err = zip(*points)
+        ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=arm)
+    ax.set(title="validation error at fixed noise levels (last validation)", xlabel="log SNR (noise <- -> clean)",
+           ylabel="eps MSE (plain)", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    _save(fig, path)
+
+
+def pictures(images: dict[str, torch.Tensor], title: str, path: Path) -> None:
+    """Pictures (3 x H x W in [0, 1]) side by side, titled with their names."""
+    fig, axes = plt.subplots(1, len(images), figsize=(4 * len(images), 4.4), squeeze=False)
+    for ax, (name, picture) in zip(axes[0], images.items()):
+        ax.imshow(picture.permute(1, 2, 0).numpy())
+        ax.set_title(name, fontsize=7)
+        ax.axis("off")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def metric_curves(summary: list[dict], metric: str, x: str, panel: str, path: Path, floor: dict | None = None,
+                  xscale: str = "log", title: str = "", yscale: str = "linear") -> bool:
+    """Mean +- std over seeds of `metric` against `x`, one line per arm, one panel per value of `panel`;
+    `floor` maps a panel value to a horizontal line (the real-vs-real floor at the same n). False when there is
+    nothing to draw (no file written)."""
+    panels = sorted({r[panel] for r in summary if r.get(metric) is not None}, key=str)
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, value in zip(axes[0], panels):
+        lines = defaultdict(list)
+        for r in summary:
+            if r[panel] == value and r.get(metric) is not None:
+                lines[r["arm"]].append((r[x], r[metric], r.get(f"{metric}_std") or 0.0))
+        for arm, points in sorted(lines.items()):
+            xs, ys, errs = zip(*sorted(points))
+            ax.errorbar(xs, ys, yerr=errs, marker="o", ms=3, capsize=2, label=arm)
+        if floor and floor.get(value) is not None:
+            ax.axhline(floor[value], color="gray", ls="--", lw=1, label="real vs real, same n")
+        ax.set(title=f"{title}{panel} = {value}", xlabel=x, ylabel=metric, xscale=xscale, yscale=yscale)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    _save(fig, path)
+    return True
+
+
+def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str, floor: float | None = None) -> bool:
+    """One line per arm through its guidance scales, e.g. FID against class accuracy, with `floor` (the
+    real-vs-real value at the same n) as a horizontal line; False (no file) when no arm has two or more scales."""
+    lines = defaultdict(list)
+    for r in summary:
+        if r.get(x) is not None and r.get(y) is not None:
+            lines[r["arm"]].append((r["guidance"], r[x], r[y]))
+    if not any(len(points) > 1 for points in lines.values()):
+        return False
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for arm, points in sorted(lines.items()):
+        points.sort()
+        ax.plot([p[1] for p in points], [p[2] for p in points], marker="o", ms=4, label=arm)
+        for w, px, py in points:
+            ax.annotate(f"w={w:g}", (px, py), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if floor is not None:
+        ax.axhline(floor, color="gray", ls="--", lw=1, label="real vs real, same n")
+    ax.set(title=title, xlabel=x, ylabel=y)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    _save(fig, path)
+    return True
+
+
+def bars(values: dict[str, tuple[float, float]], ylabel: str, title: str, path: Path) -> None:
+    """name -> (value, error) as a bar chart with error bars."""
+    names = sorted(values)
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names)), 4))
+    ax.bar(range(len(names)), [values[n][0] for n in names], yerr=[values[n][1] for n in names], capsize=3)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
+    low = min(values[n][0] - values[n][1] for n in names)
+    ax.set(ylabel=ylabel, title=title, ylim=(max(0, low * 0.95), None))
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, path)

@@ -1,0 +1,109 @@
+"""The compare report's figures and its report.md: plots of the summary, the validation error by log-SNR, bits/dim,
+loss curves, and sample grids drawn from each arm's first seed with the same noise."""
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from ddpm.data.images import grid
+from ddpm.evaluation import plots
+from ddpm.evaluation.runs import Run, read_scalars
+from ddpm.sampling.generate import generate
+from ddpm.sampling.samplers import Sampler
+from ddpm.training.checkpoint import load_module
+
+
+def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary: list[dict], out: Path, device,
+                 grid_sampler: Sampler) -> list[str]:
+    """Writes the figures into `out` and returns the names of those drawn."""
+    figures = []
+    last_step = {arm: max(r["train_step"] for r in summary if r["arm"] == arm) for arm in {r["arm"] for r in summary}}
+    final = [r for r in summary if r["train_step"] == last_step[r["arm"]]]
+    at_w = [r for r in final if r["guidance"] == cfg.main_guidance]
+    floors = {r["sampler"]: r["fid_floor"] for r in at_w}
+    for metric in ("fid", "kid", "fid_judge2"):
+        name = f"{metric}_vs_steps.png"
+        if plots.metric_curves(at_w, metric, "steps", "sampler", out / name, floors if metric == "fid" else None,
+                               title=f"last checkpoint, w={cfg.main_guidance:g}, n={cfg.n}: "):
+            figures.append(name)
+    # Training length and guidance are read at one sampler, DDIM at the grids' step count (50 by default).
+    ddim = [r for r in summary if r["sampler"] == "ddim" and r["steps"] == cfg.grid_steps]
+    label = f"DDIM-{cfg.grid_steps}, n={cfg.n}: "
+    drawn = {
+        "fid_vs_train_steps.png": plots.metric_curves(
+            ddim, "fid", "train_step", "guidance", out / "fid_vs_train_steps.png",
+            {r["guidance"]: r["fid_floor"] for r in ddim}, xscale="linear", title=label, yscale="log"),
+        "kid_vs_train_steps.png": plots.metric_curves(
+            ddim, "kid", "train_step", "guidance", out / "kid_vs_train_steps.png", xscale="linear", title=label,
+            yscale="log"),
+        "guidance_tradeoff.png": plots.tradeoff(
+            [r for r in final if r in ddim], "class_accuracy", "fid", out / "guidance_tradeoff.png",
+            f"{label}over guidance w, last checkpoint", floor=next((r["fid_floor"] for r in ddim), None)),
+    }
+    figures += [name for name, written in drawn.items() if written]
+
+    curves = defaultdict(lambda: defaultdict(list))
+    scalars = {run.name: read_scalars(run.path) for run in runs}
+    for run in runs:
+        for tag, values in scalars[run.name].items():
+            if tag.startswith("val_at_logsnr/"):
+                curves[run.arm][float(tag.split("/")[1])].append(values[-1][1])
+    if curves:
+        plots.val_by_log_snr({arm: [(x, statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+                                    for x, v in per.items()] for arm, per in curves.items()},
+                             out / "val_by_log_snr.png")
+        figures.append("val_by_log_snr.png")
+    bpd = {r["arm"]: (r["bits_per_dim"], r.get("bits_per_dim_std") or 0.0) for r in final
+           if r.get("bits_per_dim") is not None}
+    if bpd:
+        plots.bars(bpd, "bits/dim (lower is better)", f"variational bound, last checkpoint, {cfg.nll.n} test images",
+                   out / "bits_per_dim.png")
+        figures.append("bits_per_dim.png")
+    plots.loss_curves({f"{arm} (seed {run.seed})": scalars[run.name] for arm, run in representatives.items()},
+                      out / "loss_curves.png")
+    grids, seen = {}, {}
+    with torch.inference_mode():
+        for arm, run in sorted(representatives.items()):
+            module = load_module(run.path / "checkpoints" / "last.ckpt").to(device)
+            seen.setdefault(repr(module.diffusion.schedule), module.diffusion.schedule)
+            labels = torch.arange(10).repeat_interleave(10) if module.conditional else None
+            images = generate(module, grid_sampler, 100, labels, cfg.main_guidance, cfg.seed).images
+            grids[f"{arm} (seed {run.seed})"] = grid(images)
+    plots.schedules(list(seen.values()), out / "schedules.png")
+    plots.pictures(grids, f"DDIM-{cfg.grid_steps}, w={cfg.main_guidance:g}, the same noise: row k = digit k",
+                   out / "grids.png")
+    return figures + ["loss_curves.png", "schedules.png", "grids.png"]
+
+
+def fmt(value, std=None) -> str:
+    if value is None or value == "":
+        return ""
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{text} ± {std:.2g}" if std is not None else text
+
+
+def write_report(cfg, runs: list[Run], summary: list[dict], figures: list[str], out: Path) -> None:
+    floors = sorted({(r["n"], r["fid_floor"]) for r in summary if r.get("fid_floor") is not None})
+    columns = ["arm", "train_step", "sampler", "steps", "guidance", "seeds", "fid", "fid_floor", "kid",
+               "class_accuracy", "fid_judge2", "kid_judge2", "bits_per_dim"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in summary:
+        lines.append("| " + " | ".join(fmt(r.get(c), r.get(f"{c}_std")) for c in columns) + " |")
+    report = [
+        "# Schedule comparison",
+        f"{len(runs)} runs: " + ", ".join(f"`{run.name}`" for run in runs) + ".",
+        f"Samples per point: n = {cfg.n}, sampling seed {cfg.seed}, labels cycling 0-9. FID and KID in the feature "
+        f"space of the MNIST judge (`{Path(cfg.classifier).name}`"
+        + (f"; `_judge2`: `{Path(cfg.classifier2).name}`" if cfg.get("classifier2") else "")
+        + ") against the 10k test images; the floor is real-vs-real at the same n (training images, mean of "
+        f"{cfg.floor_subsets} disjoint sets): " + ", ".join(f"n = {n}: FID {f:.3f}" for n, f in floors) + ". "
+        "Values are mean ± standard deviation over the seeds of an arm (no ± for one seed). bits/dim: the variational "
+        f"bound on {cfg.nll.n} test images ({cfg.nll.draws} Monte-Carlo draw(s) of t each).",
+        *[f"![{name}]({name})" for name in figures],
+        "## Mean and spread over seeds",
+        "\n".join(lines),
+        "Every single measurement: `results.csv`; the table above: `summary.csv`.",
+    ]
+    (out / "report.md").write_text("\n\n".join(report) + "\n")

@@ -1,0 +1,82 @@
+"""Scoring the points of a compare report on one run: each checkpoint loaded once, each (sampler, steps, guidance)
+sampled and scored once, bits/dim per checkpoint, all through the run's score cache."""
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+
+import torch
+from omegaconf import DictConfig
+
+from ddpm.diffusion.likelihood import bits_per_dim
+from ddpm.evaluation.cache import ScoreCache
+from ddpm.evaluation.points import Point
+from ddpm.evaluation.runs import Run, checkpoints
+from ddpm.evaluation.scoring import score_sampler
+from ddpm.sampling.samplers import Sampler
+from ddpm.training.checkpoint import load_checkpoint, load_module
+
+log = logging.getLogger(__name__)
+
+
+def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, scorer, test_images, device,
+              make_sampler: Callable[[str, int | None], Sampler]) -> list[dict]:
+    """One row per (checkpoint, point) of this run; sampled and scored unless cached. `first`: the run is its arm's
+    first seed (points with seeds=first are scored only there)."""
+    cache = ScoreCache(run.path, cfg)
+    wanted = defaultdict(dict)  # checkpoint -> the points to score there, each (sampler, steps, guidance) once
+    for point in points:
+        if point.seeds == "all" or first:
+            for ckpt in checkpoints(run.path, point.checkpoints):
+                wanted[ckpt].setdefault((point.sampler, point.steps, point.guidance), point)
+    rows = []
+    for ckpt, ckpt_points in wanted.items():
+        module = None
+
+        def loaded():
+            nonlocal module
+            if module is None:
+                module = load_module(ckpt).to(device)
+            return module
+
+        meta = cache.get(ckpt, "meta")
+        if meta is None:
+            meta = cache.put(ckpt, "meta", {"train_step": int(load_checkpoint(ckpt)["global_step"])})
+        train_step = meta["train_step"]
+        nll = {}
+        if cfg.nll.n > 0:
+            what = f"bpd-n{cfg.nll.n}-draws{cfg.nll.draws}-{cfg.nll.variance}"
+            nll = cache.get(ckpt, what)
+            if nll is None:
+                m = loaded()
+                result = bits_per_dim(m.net, m.diffusion, test_images[: cfg.nll.n], draws=cfg.nll.draws,
+                                      variance=cfg.nll.variance, batch_size=cfg.batch_size, seed=cfg.seed,
+                                      device=device)
+                nll = cache.put(ckpt, what, {"bits_per_dim": result["bits_per_dim"],
+                                             "bits_per_dim_stderr": result["stderr"]})
+                log.info(f"{run.name} step {train_step}: {nll['bits_per_dim']:.4f} +- "
+                         f"{nll['bits_per_dim_stderr']:.4f} bits/dim")
+        for point in ckpt_points.values():
+            what = f"{point.sampler}-{point.steps}-w{point.guidance:g}"
+            scores = cache.get(ckpt, what)
+            if scores is None:
+                m = loaded()
+                T = m.diffusion.timesteps
+                steps = T if point.steps == "T" else point.steps
+                if steps > T:
+                    continue  # a step count beyond this run's T (e.g. 1000-step points on a T = 300 run)
+                all_steps = point.sampler.startswith("ddpm") and steps == T
+                sampler = make_sampler(point.sampler, None if all_steps else steps)
+                with torch.inference_mode():
+                    scores = score_sampler(m, sampler, scorer, cfg.n, point.guidance if m.conditional else 0.0,
+                                           cfg.seed, cfg.batch_size)
+                cache.put(ckpt, what, scores)
+                log.info(f"{run.name} step {train_step} {what}: FID {scores['fid']:.2f} "
+                         f"(floor {scores['fid_floor']:.2f}), KID {scores['kid']:.4f}, "
+                         f"accuracy {scores.get('class_accuracy', float('nan')):.3f}, "
+                         f"{scores['images_per_second']:.0f} img/s")
+            steps = run.T if point.steps == "T" else point.steps
+            rows.append({"run": run.name, "arm": run.arm, "schedule": run.schedule, "loss": run.loss, "T": run.T,
+                         "seed": run.seed, "budget": run.budget, "train_step": train_step, "sampler": point.sampler,
+                         "steps": steps, "guidance": point.guidance, "n": cfg.n, **nll, **scores})
+    return rows
