@@ -1,7 +1,7 @@
 """How docs/compare/ was measured: the study's runs and scores on one GPU, many processes at once.
 
-Every job is a plain command of this repository (train.py with an experiment's overrides, then ddpm.commands.compare on
-the run folder), the same commands the README gives for a CPU; the GPU only runs them in parallel. Training
+Every job is a plain command of this repository: one train.py per run, with the overrides of one job of the sweeps
+in docs/compare/README.md, then ddpm.commands.compare on the run folder; the GPU only runs them in parallel. Training
 jobs start in order of priority and none after TRAIN_DEADLINE; each finished run is scored at once; at the end
 one report per group is drawn from the cached scores. Everything left running at KILL_DEADLINE is stopped
 (its last.ckpt every 100 steps stays resumable). Output: $OUT/*.tgz and log.txt.
@@ -107,8 +107,9 @@ def train_job(group, name, overrides):
 
 def score_job(group, name):
     run = WORK / group / name
-    return launch("score", group, name, [sys.executable, "-m", "ddpm.commands.compare", f"runs={run}", f"plan={POINTS[group]}",
-                                         f"hydra.run.dir={WORK / 'reports' / group / name}", *SCORE_TINY])
+    return launch("score", group, name, [sys.executable, "-m", "ddpm.commands.compare", f"runs={run}",
+                                         f"plan={POINTS[group]}", f"hydra.run.dir={WORK / 'reports' / group / name}",
+                                         *SCORE_TINY])
 
 
 def preflight() -> None:
@@ -116,11 +117,12 @@ def preflight() -> None:
         subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv"], check=False)
     say(f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, python {sys.version.split()[0]}")
     run = WORK / "preflight"
-    tiny = ["model=tiny", "trainer.max_steps=4", "trainer.val_check_interval=2", "data.train_size=256", "data.batch_size=32",
-            "data.val_size=64", "callbacks.sample_grid.sampler.steps=3", "schedule.timesteps=40", *COMMON]
+    tiny = ["model=tiny", "trainer.max_steps=4", "trainer.val_check_interval=2", "data.train_size=256",
+            "data.batch_size=32", "data.val_size=64", "callbacks.sample_grid.sampler.steps=3", "schedule.timesteps=40",
+            *COMMON]
     for command in ([sys.executable, "train.py", *tiny, f"hydra.run.dir={run}"],
-                    [sys.executable, "-m", "ddpm.commands.compare", f"runs={run}", "plan=quick", "n=20", "nll.n=10", "grid_steps=3",
-                     "batch_size=20", f"hydra.run.dir={WORK / 'preflight_report'}"]):
+                    [sys.executable, "-m", "ddpm.commands.compare", f"runs={run}", "plan=quick", "n=20", "nll.n=10",
+                     "grid_steps=3", "batch_size=20", f"hydra.run.dir={WORK / 'preflight_report'}"]):
         proc = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True)
         if proc.returncode != 0:
             say("PREFLIGHT FAILED: " + " ".join(command[1:4]))
@@ -219,8 +221,8 @@ def main() -> None:
         runs = [WORK / g / n for g, n in scored if g == group]
         if runs:
             finals.append(launch("report", group, "all", [
-                sys.executable, "-m", "ddpm.commands.compare", f"runs=[{','.join(map(str, runs))}]", f"plan={POINTS[group]}",
-                f"hydra.run.dir={WORK / 'reports' / group / 'all'}", *SCORE_TINY]))
+                sys.executable, "-m", "ddpm.commands.compare", f"runs=[{','.join(map(str, runs))}]",
+                f"plan={POINTS[group]}", f"hydra.run.dir={WORK / 'reports' / group / 'all'}", *SCORE_TINY]))
     for job in finals:
         left = opts.final_deadline - (time.time() - START)
         try:

@@ -1,9 +1,10 @@
-"""The figures and tables of the README's comparison, drawn from docs/compare/results.csv alone:
+"""The figures and tables of the schedule study (docs/compare/README.md), drawn from docs/compare/results.csv alone:
 
     python scripts/study_figures.py       # writes docs/compare/*.png and docs/compare/tables.md
 
-results.csv is what `python -m ddpm.compare ... results=docs/compare/results.csv` merged into it (README, "Linear
-vs cosine"); the sample grids and loss curves are in the per-group reports under docs/compare/<group>/.
+results.csv is what `ddpm-compare ... results=docs/compare/results.csv` merged into it; the sample grids, loss
+curves and validation errors by log-SNR are in docs/compare/study/ and docs/compare/default/ (they need the runs).
+Every figure draws an arm in the same colour (one mapping over all arms of results.csv).
 """
 
 import csv
@@ -37,12 +38,14 @@ def load() -> list[dict]:
 
 def cell(summary, arm, train_step, sampler, steps, guidance, metric="fid"):
     for r in summary:
-        if (r["arm"], r["train_step"], r["sampler"], r["steps"], r["guidance"]) == (arm, train_step, sampler, steps, guidance):
+        if (r["arm"], r["train_step"], r["sampler"], r["steps"], r["guidance"]) == (arm, train_step, sampler, steps,
+                                                                                      guidance):
             value, std = r.get(metric), r.get(f"{metric}_std")
             if value is None:
                 return ""
             digits = 3 if metric in ("class_accuracy", "bits_per_dim") else 1
-            return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "") + (f" ({r['seeds']})" if metric == "fid" else "")
+            spread = f" ± {std:.{digits}f}" if std is not None else ""
+            return f"{value:.{digits}f}{spread}" + (f" ({r['seeds']})" if metric == "fid" else "")
     return ""
 
 
@@ -50,16 +53,19 @@ def table(summary, arms, train_step, points, metric="fid") -> str:
     header = "| arm | " + " | ".join(f"{s}-{n} w={w:g}" for s, n, w in points) + " |"
     lines = [header, "|" + "---|" * (len(points) + 1)]
     for arm in arms:
-        lines.append(f"| {arm} | " + " | ".join(cell(summary, arm, train_step, s, n, w, metric) for s, n, w in points) + " |")
+        cells = [cell(summary, arm, train_step, s, n, w, metric) for s, n, w in points]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     rows = load()
     budgets = sorted({r["budget"] for r in rows})
-    sections = [f"# Tables from results.csv ({len(rows)} rows)\n\nFID ± standard deviation over seeds (number of seeds); "
+    colours = plots.arm_colours(r["arm"] for r in rows)
+    sections = [f"# Tables from results.csv ({len(rows)} rows)\n\n"
+                "FID ± standard deviation over seeds (number of seeds); "
                 f"n = {rows[0]['n']} samples per point; real-vs-real floor at that n: FID {rows[0]['fid_floor']:.2f} "
-                f"(judge 2: {rows[0]['fid_floor_judge2']:.2f})."]
+                f"(judge 2: {rows[0]['fid_floor_judge2']:.2f}).\n\nWritten by `python scripts/study_figures.py`."]
     for budget in budgets:
         part = summarise([r for r in rows if r["budget"] == budget])
         arms = sorted({r["arm"] for r in part})
@@ -67,7 +73,8 @@ def main() -> None:
         tag = f"b{budget}"
         points = sorted({(r["sampler"], r["steps"], r["guidance"]) for r in final}, key=lambda p: (p[2], p[0], p[1]))
         sections.append(f"## {budget} training steps\n\n### FID (judge 1)\n\n" + table(final, arms, budget, points))
-        for metric, name in (("fid_judge2", "FID (judge 2)"), ("kid", "KID (judge 1)"), ("class_accuracy", "class accuracy")):
+        for metric, name in (("fid_judge2", "FID (judge 2)"), ("kid", "KID (judge 1)"),
+                             ("class_accuracy", "class accuracy")):
             sections.append(f"### {name}\n\n" + table(final, arms, budget, points, metric))
         milestones = sorted({r["train_step"] for r in part})
         ddim50 = [r for r in part if r["sampler"] == "ddim" and r["steps"] == 50]
@@ -83,20 +90,23 @@ def main() -> None:
             floor = {r["sampler"]: r["fid_floor"] for r in at2}
             for metric in ("fid", "kid", "fid_judge2"):
                 plots.metric_curves(at2, metric, "steps", "sampler", HERE / f"{tag}_{metric}_vs_steps.png",
-                                    floor if metric == "fid" else None, title=f"{budget} training steps, w=2: ")
+                                    floor if metric == "fid" else None, title=f"{budget} training steps, w=2: ",
+                                    colours=colours)
         plots.metric_curves(ddim50, "fid", "train_step", "guidance", HERE / f"{tag}_fid_vs_train_steps.png",
                             {r["guidance"]: r["fid_floor"] for r in ddim50}, xscale="linear", yscale="log",
-                            title=f"DDIM-50 ({budget}-step runs): ")
+                            title=f"DDIM-50 ({budget}-step runs): ", colours=colours)
         plots.tradeoff([r for r in final if r["sampler"] == "ddim" and r["steps"] == 50], "class_accuracy", "fid",
-                       HERE / f"{tag}_guidance_tradeoff.png", f"DDIM-50 over guidance w, after {budget} steps, n={rows[0]['n']}",
-                       floor=rows[0]["fid_floor"])
+                       HERE / f"{tag}_guidance_tradeoff.png",
+                       f"DDIM-50 over guidance w, after {budget} steps, n={rows[0]['n']}", floor=rows[0]["fid_floor"],
+                       colours=colours)
         # One bar per scored checkpoint (seed 0 of each arm), with the estimator's standard error.
-        bpd = {f"{r['arm']}, seed {r['seed']}": (r["bits_per_dim"], r["bits_per_dim_stderr"] or 0.0) for r in rows
-               if r["budget"] == budget and r["train_step"] == budget and r.get("bits_per_dim") is not None
-               and (r["sampler"], r["steps"], r["guidance"]) == ("ddim", 50, 2.0)}
+        scored = [r for r in rows if r["budget"] == budget and r["train_step"] == budget
+                  and r.get("bits_per_dim") is not None
+                  and (r["sampler"], r["steps"], r["guidance"]) == ("ddim", 50, 2.0)]
+        bpd = {f"{r['arm']}, seed {r['seed']}": (r["bits_per_dim"], r["bits_per_dim_stderr"] or 0.0) for r in scored}
         if bpd:
             plots.bars(bpd, "bits/dim (lower is better)", f"variational bound after {budget} steps (± standard error)",
-                       HERE / f"{tag}_bits_per_dim.png")
+                       HERE / f"{tag}_bits_per_dim.png", {name: colours[name.rsplit(", seed", 1)[0]] for name in bpd})
     (HERE / "tables.md").write_text("\n\n".join(sections) + "\n")
     print(f"wrote {HERE / 'tables.md'} and the figures")
 

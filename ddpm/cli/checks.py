@@ -72,7 +72,7 @@ def check_request(cfg) -> None:
     """The options of the commands that sample from a checkpoint (sample, evaluate), each checked when the command
     has it; before the checkpoint is read or anything written."""
     positive_int("n", cfg.n, hint=", e.g. n=100")
-    number("guidance", cfg.guidance, low=0, hint=" (0: no guidance; 2 is a good start)")
+    number("guidance", cfg.guidance, low=0, hint=" (0: no guidance; larger: more legible, less varied digits)")
     integer("seed", cfg.seed, low=0, high=2**32 - 1)
     digit = cfg.get("digit")
     if digit is not None and (not is_number(digit) or digit not in range(10)):

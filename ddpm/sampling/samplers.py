@@ -55,9 +55,11 @@ class Sampler:
     ) -> SampleResult:
         """Run the reverse process from `noise`. Randomness comes only from `generator` (CPU), so a seed fixes
         the result. `progress` wraps the step iterator (e.g. tqdm)."""
-        number("guidance", guidance, low=0, hint=" (0: no guidance; 2 is a good start)")
+        number("guidance", guidance, low=0, hint=" (0: no guidance; larger: more legible, less varied digits)")
         steps = self.timesteps(diffusion.timesteps)
-        record = set(torch.linspace(0, len(steps) - 1, trajectory_frames - 1).round().long().tolist()) if trajectory_frames > 1 else set()
+        record = set()
+        if trajectory_frames > 1:
+            record = set(torch.linspace(0, len(steps) - 1, trajectory_frames - 1).round().long().tolist())
         self.reset()
         x = noise
         trajectory = [(diffusion.timesteps, x.cpu())] if record else []

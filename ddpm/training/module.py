@@ -72,7 +72,7 @@ class DiffusionModule(L.LightningModule):
         self.net = instantiate(net)
         if channels_last:
             # oneDNN's NHWC convolution kernels: 7-23% more training throughput for the 716k UNet and 6% for the 11M
-            # reference on this project's CPU; about even for today's `small` (README, "Speed").
+            # reference on this project's CPU; about even for today's `small` (docs/speed.md).
             self.net.to(memory_format=torch.channels_last)
         self.diffusion = GaussianDiffusion(instantiate(schedule), prediction, min_snr_gamma)
         self._resumed_rng: dict | None = None
