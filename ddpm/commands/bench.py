@@ -14,6 +14,7 @@ import platform
 import resource
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -171,8 +172,8 @@ def bench(cfg: DictConfig) -> dict:
     return result
 
 
-def main() -> None:
-    run_app("bench", bench)
+# The console script (pyproject.toml) and `python -m ddpm.commands.<name>`.
+main = partial(run_app, "bench", bench)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ folder (scores.json), so a report over more runs or more points samples only wha
 """
 
 import logging
+from functools import partial
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -81,8 +82,8 @@ def compare(cfg: DictConfig) -> Path:
     return out / "report.md"
 
 
-def main() -> None:
-    run_app("compare", compare)
+# The console script (pyproject.toml) and `python -m ddpm.commands.<name>`.
+main = partial(run_app, "compare", compare)
 
 
 if __name__ == "__main__":

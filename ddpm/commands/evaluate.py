@@ -8,6 +8,7 @@ Needs the judge once: `python -m ddpm.metrics.classifier` (and, for classifier2=
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -45,8 +46,8 @@ def evaluate(cfg: DictConfig) -> dict:
     return result
 
 
-def main() -> None:
-    run_app("evaluate", evaluate)
+# The console script (pyproject.toml) and `python -m ddpm.commands.<name>`.
+main = partial(run_app, "evaluate", evaluate)
 
 
 if __name__ == "__main__":

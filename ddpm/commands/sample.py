@@ -1,6 +1,7 @@
 """sample(cfg): draw digits from a checkpoint. `sample.py` at the top only wraps it."""
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -72,8 +73,8 @@ def sample(cfg: DictConfig) -> dict:
     return written
 
 
-def main() -> None:
-    run_app("sample", sample)
+# The console script (pyproject.toml) and `python -m ddpm.commands.<name>`.
+main = partial(run_app, "sample", sample)
 
 
 if __name__ == "__main__":
