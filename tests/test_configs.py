@@ -167,6 +167,8 @@ TRAIN_REFUSALS = [
     (["sampler@callbacks.sample_grid.sampler=ddpm", "callbacks.sample_grid.sampler.variance=fixed"],
      "sampler.variance=fixed is invalid: use one of posterior, beta"),
     (["callbacks.sample_metrics.n=0"], "callbacks.sample_metrics.n=0 is invalid"),
+    (["callbacks.sample_grid.guidance_interval=[5,1]"], "callbacks.sample_grid.guidance_interval=[5,1] is invalid: use [lo, hi]"),
+    (["callbacks.sample_metrics.guidance_interval=[1]"], "callbacks.sample_metrics.guidance_interval=[1] is invalid"),
     (["callbacks.sample_metrics.every_n_validations=-1"], "callbacks.sample_metrics.every_n_validations=-1 is invalid"),
 ]
 

@@ -209,3 +209,13 @@ def test_compare_rows_state_the_nfe_also_for_scores_cached_before_it_was_recorde
     rows = score_run(describe(tmp_path / "run"), points, True, cfg, None, None, "cpu", make_sampler)
     assert [(r["guidance_interval"], r["nfe"], r["fid"]) for r in rows] == [("", 20, 1.0), ("[50,60]", 10, 1.0)]
     assert ScoreCache(tmp_path / "run", cfg).get(ckpt, "ddim-10-w2")["nfe"] == 20  # filled in once
+
+
+def test_the_training_callbacks_take_an_interval(tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = compose_train(tmp_path / "run", ["callbacks.sample_grid.guidance_interval=[-2,4]",
+                                           "callbacks.sample_metrics.guidance_interval=[-inf,0]"])
+    assert instantiate(cfg.callbacks.sample_grid).guidance_interval == (-2.0, 4.0)
+    assert instantiate(cfg.callbacks.sample_metrics).guidance_interval == (-math.inf, 0.0)
+    assert instantiate(compose_train(tmp_path / "run", []).callbacks.sample_grid).guidance_interval is None
