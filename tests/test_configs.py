@@ -95,7 +95,8 @@ def test_each_sampler_owns_its_default_steps_and_steps_overrides_it(command, sam
         return sampler_, sampler_.set_timesteps(cfg.steps, 1000)
 
     default_sampler, timesteps = built()
-    assert isinstance(default_sampler, kind) and default_sampler.steps == default and len(timesteps) == (default or 1000)
+    assert isinstance(default_sampler, kind) and default_sampler.steps == default
+    assert len(timesteps) == (default or 1000)
     respaced, timesteps = built("steps=50")
     assert respaced.steps == 50 and len(timesteps) == 50
     own, timesteps = built("sampler.steps=7")
@@ -167,7 +168,8 @@ TRAIN_REFUSALS = [
     (["sampler@callbacks.sample_grid.sampler=ddpm", "callbacks.sample_grid.sampler.variance=fixed"],
      "sampler.variance=fixed is invalid: use one of posterior, beta"),
     (["callbacks.sample_metrics.n=0"], "callbacks.sample_metrics.n=0 is invalid"),
-    (["callbacks.sample_grid.guidance_interval=[5,1]"], "callbacks.sample_grid.guidance_interval=[5,1] is invalid: use [lo, hi]"),
+    (["callbacks.sample_grid.guidance_interval=[5,1]"],
+     "callbacks.sample_grid.guidance_interval=[5,1] is invalid: use [lo, hi]"),
     (["callbacks.sample_metrics.guidance_interval=[1]"], "callbacks.sample_metrics.guidance_interval=[1] is invalid"),
     (["callbacks.sample_metrics.every_n_validations=-1"], "callbacks.sample_metrics.every_n_validations=-1 is invalid"),
 ]
@@ -195,9 +197,12 @@ REQUEST_REFUSALS = [
     (["ema=2"], "ema=2 is invalid: use true or false"),
     (["device=gpu"], "device=gpu is invalid: use auto, cpu, cuda or cuda:N"),
     (["steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps"),
-    (["sampler=ddpm", "steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps, or null for the sampler's default"),
-    (["sampler=ddpm", "sampler.steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps, or null for all of them"),
-    (["guidance_interval=[5,1]"], "guidance_interval=[5,1] is invalid: use [lo, hi] with lo <= hi, log-SNR values, e.g. [-2, 4]"),
+    (["sampler=ddpm", "steps=0"],
+     "steps=0 is invalid: use an integer from 1 to the schedule's timesteps, or null for the sampler's default"),
+    (["sampler=ddpm", "sampler.steps=0"],
+     "steps=0 is invalid: use an integer from 1 to the schedule's timesteps, or null for all of them"),
+    (["guidance_interval=[5,1]"],
+     "guidance_interval=[5,1] is invalid: use [lo, hi] with lo <= hi, log-SNR values, e.g. [-2, 4]"),
     (["guidance_interval=[1]"], "guidance_interval=[1] is invalid: use [lo, hi]"),
     (["guidance_interval=[nan,1]"], "guidance_interval=[nan,1] is invalid: use [lo, hi]"),
     (["guidance_interval=wide"], "guidance_interval=wide is invalid: use [lo, hi]"),

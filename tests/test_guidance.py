@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import compose_train
 from omegaconf import open_dict
+from test_samplers import Recorder
 from torch import nn
 
 from ddpm.commands.sample import sample
@@ -75,12 +76,8 @@ def test_an_interval_with_no_step_is_unguided_and_one_with_every_step_is_plain_g
     assert torch.equal(run(sampler, tiny_net, d, 2.0, (-math.inf, math.inf)).images, plain.images)
 
 
-class Recording(nn.Module):
-    null_label = 10
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
+class Recording(Recorder):
+    """Records (t, batch size) of every forward pass."""
 
     def forward(self, x, t, labels=None):
         self.calls.append((int(t[0]), x.shape[0]))
