@@ -88,13 +88,21 @@ def test_callbacks_take_their_samplers_from_the_sampler_group(tmp_path):
     "sampler, default, kind", [("ddim", 50, DDIMSampler), ("ddpm", None, DDPMSampler), ("dpmpp", 20, DPMSolverSampler)]
 )
 def test_each_sampler_owns_its_default_steps_and_steps_overrides_it(command, sampler, default, kind, tmp_path):
-    built = instantiate(compose_train(tmp_path / "run", [f"sampler={sampler}"], config_name=command).sampler)
-    assert isinstance(built, kind) and built.steps == default
-    assert len(built.timesteps(1000)) == (default or 1000)
-    respaced = instantiate(compose_train(tmp_path / "run", [f"sampler={sampler}", "steps=50"], config_name=command).sampler)
-    assert respaced.steps == 50 and len(respaced.timesteps(1000)) == 50
-    explicit = instantiate(compose_train(tmp_path / "run", [f"sampler={sampler}", "steps=50", "sampler.steps=7"], config_name=command).sampler)
-    assert explicit.steps == 7
+    """The command hands its `steps` to the sampler's set_timesteps once T is known (None: the sampler's default)."""
+    def built(*overrides):
+        cfg = compose_train(tmp_path / "run", [f"sampler={sampler}", *overrides], config_name=command)
+        sampler_ = instantiate(cfg.sampler)
+        return sampler_, sampler_.set_timesteps(cfg.steps, 1000)
+
+    default_sampler, timesteps = built()
+    assert isinstance(default_sampler, kind) and default_sampler.steps == default
+    assert len(timesteps) == (default or 1000)
+    respaced, timesteps = built("steps=50")
+    assert respaced.steps == 50 and len(timesteps) == 50
+    own, timesteps = built("sampler.steps=7")
+    assert own.steps == 7 and len(timesteps) == 7
+    explicit, timesteps = built("steps=50", "sampler.steps=7")  # the command's steps wins, as before
+    assert explicit.steps == 50 and len(timesteps) == 50
 
 
 # One wrong value per setting: the override, and the start of the one-line message.
@@ -160,6 +168,9 @@ TRAIN_REFUSALS = [
     (["sampler@callbacks.sample_grid.sampler=ddpm", "callbacks.sample_grid.sampler.variance=fixed"],
      "sampler.variance=fixed is invalid: use one of posterior, beta"),
     (["callbacks.sample_metrics.n=0"], "callbacks.sample_metrics.n=0 is invalid"),
+    (["callbacks.sample_grid.guidance_interval=[5,1]"],
+     "callbacks.sample_grid.guidance_interval=[5,1] is invalid: use [lo, hi]"),
+    (["callbacks.sample_metrics.guidance_interval=[1]"], "callbacks.sample_metrics.guidance_interval=[1] is invalid"),
     (["callbacks.sample_metrics.every_n_validations=-1"], "callbacks.sample_metrics.every_n_validations=-1 is invalid"),
 ]
 
@@ -186,7 +197,15 @@ REQUEST_REFUSALS = [
     (["ema=2"], "ema=2 is invalid: use true or false"),
     (["device=gpu"], "device=gpu is invalid: use auto, cpu, cuda or cuda:N"),
     (["steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps"),
-    (["sampler=ddpm", "steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps, or null for all of them"),
+    (["sampler=ddpm", "steps=0"],
+     "steps=0 is invalid: use an integer from 1 to the schedule's timesteps, or null for the sampler's default"),
+    (["sampler=ddpm", "sampler.steps=0"],
+     "steps=0 is invalid: use an integer from 1 to the schedule's timesteps, or null for all of them"),
+    (["guidance_interval=[5,1]"],
+     "guidance_interval=[5,1] is invalid: use [lo, hi] with lo <= hi, log-SNR values, e.g. [-2, 4]"),
+    (["guidance_interval=[1]"], "guidance_interval=[1] is invalid: use [lo, hi]"),
+    (["guidance_interval=[nan,1]"], "guidance_interval=[nan,1] is invalid: use [lo, hi]"),
+    (["guidance_interval=wide"], "guidance_interval=wide is invalid: use [lo, hi]"),
     (["steps=-5"], "steps=-5 is invalid"),
     (["steps=many"], "steps=many is invalid"),
     (["sampler=ddpm", "steps=2.5"], "steps=2.5 is invalid"),

@@ -1,5 +1,4 @@
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,8 +8,8 @@ from ddpm.diffusion.gaussian import GaussianDiffusion
 from ddpm.diffusion.schedules import CosineSchedule, LinearSchedule, NoiseSchedule
 from ddpm.errors import ConfigError
 from ddpm.models.unet import UNet
-from ddpm.sampling.generate import sampling_guidance
-from ddpm.sampling.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, guided_output
+from ddpm.sampling.guidance import Guided, guidance_scale
+from ddpm.sampling.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, SDEDPMSolverSampler
 
 
 class PointMass(nn.Module):
@@ -38,14 +37,16 @@ def tiny_net():
 
 @pytest.mark.parametrize(
     "sampler",
-    [DDPMSampler(), DDPMSampler(variance="beta"), DDPMSampler(steps=6), DDIMSampler(10), DDIMSampler(20, eta=1.0), DPMSolverSampler(8)],
+    [DDPMSampler(), DDPMSampler(variance="beta"), DDPMSampler(steps=6), DDIMSampler(10), DDIMSampler(20, eta=1.0),
+     DPMSolverSampler(8), SDEDPMSolverSampler(8)],
     ids=repr,
 )
 @pytest.mark.parametrize("schedule", [LinearSchedule(25), CosineSchedule(25)], ids=["linear", "cosine"])
 def test_samplers_recover_a_point_mass(sampler, schedule):
     d = GaussianDiffusion(schedule)
     target = torch.rand(1, 1, 28, 28) * 1.6 - 0.8
-    result = sampler.sample(PointMass(d, target), d, torch.randn(3, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    result = sampler.sample(PointMass(d, target), d, torch.randn(3, 1, 28, 28),
+                            generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(result.images, target.expand(3, -1, -1, -1), rtol=0, atol=1e-3)
 
 
@@ -56,16 +57,20 @@ def test_ddim_with_eta_1_is_ddpm(steps):
     model = lambda x, t, labels: 0.3 * x + 0.01 * t.view(-1, 1, 1, 1)  # noqa: E731
     noise = torch.randn(2, 1, 28, 28)
     ddpm = DDPMSampler(steps).sample(model, d, noise, clip_x0=False, generator=torch.Generator().manual_seed(5))
-    ddim = DDIMSampler(steps, eta=1.0).sample(model, d, noise, clip_x0=False, generator=torch.Generator().manual_seed(5))
+    ddim = DDIMSampler(steps, eta=1.0).sample(model, d, noise, clip_x0=False,
+                                              generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(ddim.images, ddpm.images, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("sampler", [DDPMSampler(), DDIMSampler(7, eta=0.5)], ids=repr)
+@pytest.mark.parametrize("sampler", [DDPMSampler(), DDIMSampler(7, eta=0.5), SDEDPMSolverSampler(7)], ids=repr)
 def test_same_seed_same_images(tiny_net, sampler):
     d = GaussianDiffusion(CosineSchedule(15))
     labels = torch.arange(4)
     noise = torch.randn(4, 1, 28, 28)
-    run = lambda seed: sampler.sample(tiny_net, d, noise, labels, 2.0, generator=torch.Generator().manual_seed(seed)).images  # noqa: E731
+
+    def run(seed):
+        return sampler.sample(tiny_net, d, noise, labels, 2.0, generator=torch.Generator().manual_seed(seed)).images
+
     first, again, other = run(0), run(0), run(1)
     assert first.shape == (4, 1, 28, 28) and first.abs().max() <= 1
     assert torch.equal(first, again)
@@ -108,13 +113,13 @@ class Recorder(nn.Module):
 def test_guidance_uses_one_batched_pass_with_null_labels():
     model = Recorder()
     labels = torch.tensor([3, 7])
-    out = guided_output(model, torch.zeros(2, 1, 2, 2), torch.tensor([5, 5]), labels, guidance=2.0)
+    out = Guided(model, labels, guidance=2.0)(torch.zeros(2, 1, 2, 2), 5)
     assert len(model.calls) == 1 and model.calls[0][0] == 4
     assert model.calls[0][1].tolist() == [3, 7, 10, 10]
     # cond + w (cond - uncond) = y + 2 (y - 10)
     assert out[:, 0, 0, 0].tolist() == [3 + 2 * (3 - 10), 7 + 2 * (7 - 10)]
     model.calls.clear()
-    guided_output(model, torch.zeros(2, 1, 2, 2), torch.tensor([5, 5]), labels, guidance=0.0)
+    Guided(model, labels, guidance=0.0)(torch.zeros(2, 1, 2, 2), 5)
     assert len(model.calls) == 1 and model.calls[0][0] == 2
 
 
@@ -185,7 +190,8 @@ def test_samplers_give_the_mean_and_std_of_gaussian_data(sampler, schedule, eta,
     """The point-mass test cannot see the reverse variances (the data has none); Gaussian data can."""
     d = GaussianDiffusion(schedule).double()
     noise = torch.randn(1024, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    images = sampler.sample(gaussian_denoiser(schedule), d, noise, clip_x0=False, generator=torch.Generator().manual_seed(1)).images
+    images = sampler.sample(gaussian_denoiser(schedule), d, noise, clip_x0=False,
+                            generator=torch.Generator().manual_seed(1)).images
     mean, std = expected_moments(schedule, sampler.timesteps(schedule.timesteps), eta, beta)
     # 65536 samples: the standard errors are about std / 256 for the mean and std / 362 for the std.
     assert images.mean().item() == pytest.approx(mean, abs=4 * std / 256)
@@ -229,7 +235,7 @@ def test_dpm_solver_is_second_order():
 
 
 @pytest.mark.parametrize(
-    "sampler", [DDPMSampler(steps=5), DDIMSampler(5, eta=0.5), DPMSolverSampler(5)], ids=repr
+    "sampler", [DDPMSampler(steps=5), DDIMSampler(5, eta=0.5), DPMSolverSampler(5), SDEDPMSolverSampler(5)], ids=repr
 )
 @pytest.mark.parametrize("guidance", [0.0, 2.0])
 def test_respaced_samplers_call_the_network_with_the_original_timesteps(sampler, guidance):
@@ -245,16 +251,18 @@ def test_respaced_samplers_call_the_network_with_the_original_timesteps(sampler,
             return torch.zeros_like(x)
 
     d = GaussianDiffusion(LinearSchedule(100))
-    sampler.sample(Recording(), d, torch.randn(3, 1, 4, 4), torch.tensor([1, 2, 3]), guidance, generator=torch.Generator().manual_seed(0))
+    sampler.sample(Recording(), d, torch.randn(3, 1, 4, 4), torch.tensor([1, 2, 3]), guidance,
+                   generator=torch.Generator().manual_seed(0))
     batch = 6 if guidance else 3  # guidance: the conditional and unconditional halves in one pass, same t
     assert [c.tolist() for c in calls] == [[t] * batch for t in (99, 74, 50, 25, 0)]
 
 
 def test_unconditional_sampling_has_no_guidance():
-    conditional, unconditional = SimpleNamespace(conditional=True), SimpleNamespace(conditional=False)
-    assert sampling_guidance(conditional, 2.0) == 2.0
-    assert sampling_guidance(conditional, 2.0, unconditional=True) == 0.0
-    assert sampling_guidance(unconditional, 2.0) == 0.0
+    assert guidance_scale(2.0, conditional=True) == 2.0
+    assert guidance_scale(2.0, conditional=False) == 0.0
+    model = Recorder()
+    Guided(model, None, guidance=2.0)(torch.zeros(2, 1, 2, 2), 5)  # no labels: one unguided pass
+    assert len(model.calls) == 1 and model.calls[0] == (2, None)
 
 
 def test_every_seed_and_batch_draws_from_its_own_stream():

@@ -5,6 +5,8 @@ the helpers of ddpm.validation, so that every refusal reads the same."""
 from contextlib import contextmanager
 
 from ddpm.errors import ConfigError
+from ddpm.sampling.guidance import check_interval
+from ddpm.sampling.samplers import check_steps
 from ddpm.validation import boolean, device, integer, is_number, number, one_of, positive_int, show
 
 
@@ -73,6 +75,9 @@ def check_request(cfg) -> None:
     has it; before the checkpoint is read or anything written."""
     positive_int("n", cfg.n, hint=", e.g. n=100")
     number("guidance", cfg.guidance, low=0, hint=" (0: no guidance; larger: more legible, less varied digits)")
+    check_interval("guidance_interval", cfg.get("guidance_interval"))
+    # Up to the schedule's T, which the sampler's set_timesteps checks once the checkpoint is read.
+    check_steps(cfg.get("steps"), optional=True, null="the sampler's default")
     integer("seed", cfg.seed, low=0, high=2**32 - 1)
     digit = cfg.get("digit")
     if digit is not None and (not is_number(digit) or digit not in range(10)):

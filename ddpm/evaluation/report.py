@@ -90,8 +90,8 @@ def fmt(value, std=None) -> str:
 
 def write_report(cfg, runs: list[Run], summary: list[dict], figures: list[str], out: Path) -> None:
     floors = sorted({(r["n"], r["fid_floor"]) for r in summary if r.get("fid_floor") is not None})
-    columns = ["arm", "train_step", "sampler", "steps", "guidance", "seeds", "fid", "fid_floor", "kid",
-               "class_accuracy", "fid_judge2", "kid_judge2", "bits_per_dim"]
+    columns = ["arm", "train_step", "sampler", "steps", "guidance", "guidance_interval", "nfe", "seeds", "fid",
+               "fid_floor", "kid", "class_accuracy", "fid_judge2", "kid_judge2", "bits_per_dim"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in summary:
         lines.append("| " + " | ".join(fmt(r.get(c), r.get(f"{c}_std")) for c in columns) + " |")

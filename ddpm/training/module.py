@@ -7,6 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ddpm.data.images import to_unit_range
 from ddpm.diffusion.gaussian import GaussianDiffusion
 from ddpm.errors import NonFiniteError
 from ddpm.validation import boolean, integer, number, probability
@@ -28,11 +29,6 @@ def set_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> Non
 
 def _plain(config) -> dict:
     return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
-
-
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels in [0, 255] -> float in [-1, 1]."""
-    return images.float() / 127.5 - 1
 
 
 class DiffusionModule(L.LightningModule):
