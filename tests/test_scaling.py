@@ -1,18 +1,16 @@
 """README "Scaling out" as a user runs it: local parallel jobs (submitit), an Optuna search that continues its SQLite
-study, DDP inside a sweep (ddp_spawn), and the -m refusals, which must leave nothing behind."""
+study (tests/test_search.py tests the sweeper's failures and shared studies), DDP inside a sweep (ddp_spawn), and the
+-m refusals, which must leave nothing behind."""
 
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
-from conftest import CONF, FAST, run_script
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import FAST, run_script
 from omegaconf import OmegaConf
 
 from ddpm.cli.app import check_group_choices
-from ddpm.cli.sweep import OptunaStudy
 from ddpm.errors import ConfigError
 
 
@@ -53,18 +51,21 @@ def search(tmp_path_factory, real_mnist):
     return logs, args
 
 
+@pytest.mark.slow
 def test_optuna_search_writes_best_parameters_and_value(search):
     logs, _ = search
     results = OmegaConf.load(logs / "first" / "optimization_results.yaml")
     trials = study_trials(logs / "hparams_search" / "quickstart.db")
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
-    assert set(results.best_params) == {"module.lr", "callbacks.ema.decay", "module.warmup_steps", "module.min_snr_gamma", "data.batch_size"}
+    searched = {"module.lr", "callbacks.ema.decay", "module.warmup_steps", "module.min_snr_gamma", "data.batch_size"}
+    assert set(results.best_params) == searched
     assert results.best_value == min(t.value for t in trials)
     # the value is the trial's val/loss, which starts near E[eps^2] = 1 for an untrained model
     assert 0 < results.best_value < 1.5
     assert len(job_folders(logs / "first")) == 2
 
 
+@pytest.mark.slow
 def test_optuna_search_continues_its_study(search):
     logs, args = search
     run_script("train.py", *args, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={logs / 'again'}")
@@ -75,6 +76,7 @@ def test_optuna_search_continues_its_study(search):
     assert trials[2].params != trials[0].params
 
 
+@pytest.mark.slow
 def test_optuna_refuses_a_study_of_another_search_space(search):
     logs, args = search
     other = ["optimized_metric=val_by_t/0.00-0.10", "hydra.sweeper.direction=maximize"]
@@ -83,28 +85,6 @@ def test_optuna_refuses_a_study_of_another_search_space(search):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: hydra.sweeper.study_name=quickstart") and "another space" in last
     assert not (logs / "other").exists()
-
-
-def compose_search(log_dir: Path, n_trials: int):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", ["hparams_search=optuna", f"paths.log_dir={log_dir}", f"hydra.sweeper.n_trials={n_trials}"], return_hydra_config=True)
-
-
-def test_a_killed_search_continues_with_its_missing_trials(tmp_path):
-    """What OptunaStudy tells the sweeper when a search was killed (kill -9) after one trial, during the second."""
-    first = compose_search(tmp_path, 4)
-    OptunaStudy().on_multirun_start(first)
-    assert first.hydra.sweeper.n_trials == 4 and first.hydra.sweeper.sampler.seed == 0
-    study = optuna.load_study(study_name="quickstart", storage=f"sqlite:///{tmp_path}/hparams_search/quickstart.db")
-    study.tell(study.ask(), 0.5)
-    study.ask()  # running when the search was killed
-    again = compose_search(tmp_path, 4)
-    OptunaStudy().on_multirun_start(again)
-    assert again.hydra.sweeper.n_trials == 3  # the completed trial is kept
-    assert again.hydra.sweeper.sampler.seed == 2  # past the two trials already drawn
-    states = [t.state for t in study_trials(tmp_path / "hparams_search" / "quickstart.db")]
-    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
 
 
 def test_ddp_spawn_inside_a_sweep(tmp_path, real_mnist):
