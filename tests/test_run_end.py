@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 
+import lightning as L
 import pytest
 import torch
 from conftest import ROOT, TINY, compose_train, make_synthetic_mnist, run_script
@@ -17,7 +18,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata
 
 import ddpm.commands.train as train_command
 from ddpm.commands.train import objective, train
-from ddpm.errors import ConfigError
+from ddpm.errors import ConfigError, Stopped
 from ddpm.training.checkpoint import CheckpointError, load_checkpoint
 
 # 128 training images in batches of 16: 8 batches an epoch.
@@ -42,6 +43,56 @@ def weights(path) -> dict:
 def assert_bitwise_equal(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+class SignalAt(L.Callback):
+    """Sends this process `signum` at the end of optimizer step `step`, as `kill` from outside would."""
+
+    def __init__(self, step: int, signum: int):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+EIGHT = [*RUN, "trainer.max_steps=8", "trainer.val_check_interval=4"]
+
+
+@pytest.fixture(scope="module")
+def eight_steps(data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("eight") / "run"
+    train(compose_train(run, [*EIGHT, f"data.root={data}"]))
+    return weights(run / "checkpoints" / "last.ckpt")
+
+
+def signal_at(step: int, signum: int) -> list[str]:
+    return ["+callbacks.signal._target_=test_run_end.SignalAt", f"+callbacks.signal.step={step}",
+            f"+callbacks.signal.signum={int(signum)}"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_the_step_it_came_in_and_resume_ends_bitwise_as_an_uninterrupted_run(
+    data, eight_steps, tmp_path, caplog, signum
+):
+    run = tmp_path / "run"
+    with pytest.raises(Stopped) as stopped:
+        train(compose_train(run, [*EIGHT, f"data.root={data}", *signal_at(3, signum)]))
+    assert stopped.value.exit_status == 128 + signum and str(stopped.value) == (
+        f"stopped at step 3 of 8: resume with resume={run}")
+    assert [r.getMessage() for r in caplog.records if "stopped" in r.getMessage()] == [str(stopped.value)]
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3  # mid-epoch: 8 batches an epoch
+    train(compose_train(run, [*EIGHT, f"data.root={data}", f"resume={run}"]))
+    assert_bitwise_equal(weights(run / "checkpoints" / "last.ckpt"), eight_steps)
+
+
+def test_a_signal_with_the_last_step_lets_the_run_finish_and_still_stops(data, eight_steps, tmp_path):
+    """A sweep given a signal as one of its runs ends must not start the next."""
+    run = tmp_path / "run"
+    with pytest.raises(Stopped, match=r"^stopped as the run finished at step 8 of 8: its checkpoints are complete$"):
+        train(compose_train(run, [*EIGHT, f"data.root={data}", *signal_at(8, signal.SIGTERM)]))
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 8
+    assert_bitwise_equal(weights(run / "checkpoints" / "last.ckpt"), eight_steps)
 
 
 def test_resume_of_a_finished_run_is_refused_before_anything_is_written(data, tmp_path):

@@ -13,7 +13,7 @@ from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_train_options, refused_by_lightning
 from ddpm.cli.runtime import check_writable, save_run_config
 from ddpm.errors import ConfigError
-from ddpm.training.callbacks import HparamsSummary
+from ddpm.training.callbacks import HparamsSummary, StopCheckpoint
 from ddpm.training.checkpoint import CheckpointError, check_resumable, load_checkpoint
 from ddpm.training.module import NonFiniteError
 
@@ -151,6 +151,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except NonFiniteError as e:
         raise NonFiniteError(f"{e}; {last_good_checkpoint(trainer)}") from None
+    for callback in trainer.callbacks:
+        if isinstance(callback, StopCheckpoint):
+            callback.stop_if_signalled(trainer)
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 

@@ -156,10 +156,21 @@ class StopCheckpoint(Checkpoint):
         if not received or accumulating or 0 < trainer.max_steps <= trainer.global_step:
             return  # no signal, in the middle of a step, or the last step: that run ends as planned
         trainer.save_checkpoint(self.dirpath / "last.ckpt")  # what resume=<run folder> reads
-        message = f"stopped at step {trainer.global_step} of {trainer.max_steps}: resume with resume={self.run_dir}"
+        self._stop(trainer, f"stopped at step {trainer.global_step} of {trainer.max_steps}: resume with "
+                            f"resume={self.run_dir}", received)
+
+    def stop_if_signalled(self, trainer) -> None:
+        """After fit: a signal that came with the last step or after it (in the final validation) let the run
+        finish, and the process still stops as asked, so that a -m sweep does not go on to its next job."""
+        if self.received:
+            self._stop(trainer, f"stopped as the run finished at step {trainer.global_step} of {trainer.max_steps}: "
+                                f"its checkpoints are complete", self.received)
+
+    @staticmethod
+    def _stop(trainer, message: str, signum: int) -> None:
         if trainer.is_global_zero:
             log.warning(message)
-        raise Stopped(message, received)
+        raise Stopped(message, signum)
 
 
 class HparamsSummary(L.Callback):
