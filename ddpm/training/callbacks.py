@@ -149,7 +149,8 @@ class StopCheckpoint(Checkpoint):
         self._listen()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        received = self.received or 0
+        # Lightning's handler has SIGTERM until this one takes over: its flag covers one that came in between.
+        received = self.received or (signal.SIGTERM if trainer.received_sigterm else 0)
         if trainer.world_size > 1:  # all ranks stop after the same step, also when only rank 0 got the signal
             received = int(trainer.strategy.reduce(torch.tensor(received, device=pl_module.device), reduce_op="max"))
         accumulating = (batch_idx + 1) % trainer.accumulate_grad_batches != 0
