@@ -82,6 +82,7 @@ def test_a_signal_saves_the_step_it_came_in_and_resume_ends_bitwise_as_an_uninte
         f"stopped at step 3 of 8: resume with resume={run}")
     assert [r.getMessage() for r in caplog.records if "stopped" in r.getMessage()] == [str(stopped.value)]
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 3  # mid-epoch: 8 batches an epoch
+    assert hparams_of(run)[1] == api_pb2.STATUS_FAILURE  # in TensorBoard's HPARAMS tab too
     train(compose_train(run, [*EIGHT, f"data.root={data}", f"resume={run}"]))
     assert_bitwise_equal(weights(run / "checkpoints" / "last.ckpt"), eight_steps)
 
