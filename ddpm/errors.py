@@ -25,3 +25,17 @@ class MNISTFileError(DDPMError):
 
 class NonFiniteError(DDPMError):
     """The loss or the gradients became NaN or infinite."""
+
+
+class Stopped(Exception):
+    """Training stopped by a signal (SIGTERM, SIGINT) with its state saved. Not a DDPMError: nothing was wrong with
+    the input, and the command exits with 128 + the signal number, as a shell reports a process the signal killed,
+    so that a script or a sweep can tell it from a finished run."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum

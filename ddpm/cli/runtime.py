@@ -14,7 +14,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from ddpm.errors import ConfigError, DDPMError
+from ddpm.errors import ConfigError, DDPMError, Stopped
 
 PACKAGE = Path(__file__).resolve().parents[1]
 # A wheel carries the configs inside the package (pyproject.toml maps conf/ to ddpm/conf); a checkout keeps them in
@@ -114,12 +114,16 @@ def remove_empty(folder: Path) -> None:
 def exit_on_user_error(main):
     """Wrap an entry point: a DDPMError (also when Hydra's instantiate wrapped it) becomes one `error:` line on
     stderr and exit status 2, and the run folder Hydra made for the call goes away again (it is empty, since
-    nothing is written before the checks); anything else keeps its traceback."""
+    nothing is written before the checks); a run stopped by a signal, which has said so in its log, exits with
+    128 + the signal number (a job of a -m sweep too: the signal stops the sweep); anything else keeps its
+    traceback."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
+        except Stopped as e:
+            sys.exit(e.exit_status)
         except Exception as e:
             cause = user_error(e)
             if cause is None:

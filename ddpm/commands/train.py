@@ -14,6 +14,7 @@ from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_train_options, refused_by_lightning
 from ddpm.cli.runtime import check_writable, save_run_config
 from ddpm.errors import CheckpointError, ConfigError, NonFiniteError
+from ddpm.training.callbacks import HparamsSummary, StopCheckpoint
 from ddpm.training.checkpoint import check_resumable, load_checkpoint
 
 
@@ -63,6 +64,35 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
     return str(path)
 
 
+def check_unfinished(cfg: DictConfig, checkpoint: dict, ckpt_path: str, trainer: L.Trainer) -> None:
+    """A checkpoint at trainer.max_steps has nothing left to train; Lightning would still open a new event file (and
+    resume= rewrite the run's .hydra/) before ending without a metric. trainer.max_steps given on the command line
+    wins over the run's own (ddpm.cli.app.resume_args), so raising it continues the run."""
+    step = checkpoint.get("global_step", 0)
+    if not 0 < trainer.max_steps <= step:
+        return
+    given = f"resume={cfg.resume}" if cfg.get("resume") else f"ckpt_path={cfg.ckpt_path}"
+    where = f"finished at step {step} of {step}" if step == trainer.max_steps else (
+        f"at step {step}, past trainer.max_steps={trainer.max_steps}")
+    raise CheckpointError(
+        f"{given}: the run is {where}: raise trainer.max_steps={2 * step} (or any number above {step}) to train "
+        f"further, or sample from {ckpt_path}"
+    )
+
+
+def run_hparams(cfg: DictConfig) -> dict:
+    """The settings that tell a sweep's runs apart, flat (`schedule.s`, `module.lr`, ...), for TensorBoard's HPARAMS."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    params = {"schedule": choices.get("schedule"), "model": choices.get("model")}
+    for group in ("schedule", "model", "module"):
+        values = OmegaConf.to_container(cfg[group], resolve=True)
+        params.update({f"{group}.{key}": v for key, v in values.items() if key not in ("_target_", "net", "schedule")})
+    for key in ("trainer.max_steps", "trainer.gradient_clip_val", "data.batch_size", "data.train_size", "seed",
+                "callbacks.ema.decay"):
+        params[key] = OmegaConf.select(cfg, key)
+    return params
+
+
 def last_good_checkpoint(trainer: L.Trainer) -> str:
     """Every checkpoint was written before the step that failed (whose update was never applied)."""
     saved = [p for c in trainer.checkpoint_callbacks for p in Path(c.dirpath).glob("*.ckpt")]
@@ -82,13 +112,13 @@ def build(cfg: DictConfig, multirun: bool):
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = instantiate(cfg.module, _recursive_=False)
     ckpt_path = resume_checkpoint(cfg)
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c]
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c] + [HparamsSummary(run_hparams(cfg))]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     with refused_by_lightning("trainer"):
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     check_multirun_ddp(cfg, trainer, multirun)
     if ckpt_path:
-        check_resumable(ckpt_path, module, trainer)
+        check_unfinished(cfg, check_resumable(ckpt_path, module, trainer), ckpt_path, trainer)
     # The data last: prepare_data may download MNIST, which a refused checkpoint or callback must not cause.
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -121,6 +151,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except NonFiniteError as e:
         raise NonFiniteError(f"{e}; {last_good_checkpoint(trainer)}") from None
+    for callback in trainer.callbacks:
+        if isinstance(callback, StopCheckpoint):
+            callback.stop_if_signalled(trainer)
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
 
 
@@ -130,6 +163,8 @@ def objective(cfg: DictConfig) -> float | None:
     name = cfg.get("optimized_metric")
     if name is None:
         return None
+    if not metrics:
+        raise ConfigError(f"optimized_metric={name} was not logged: the run logged no metric (it trained no step)")
     if name not in metrics:
         raise ConfigError(f"optimized_metric={name} was not logged: use one of {', '.join(sorted(metrics))}")
     return metrics[name]

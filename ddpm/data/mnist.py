@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import os
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import numpy as np
@@ -27,7 +28,10 @@ FILES = {
     "t10k-images-idx3-ubyte": ("9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea", 2051),
     "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637", 2049),
 }
-SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def _md5(path: Path) -> str:
@@ -45,7 +49,10 @@ def read_idx(path: Path, magic: int, check_md5: str | None = None) -> np.ndarray
     if check_md5 is not None:
         actual = _md5(path)
         if actual != check_md5:
-            raise MNISTFileError(f"MNIST file {path} has MD5 {actual}, expected {check_md5}: {fix} (or set data.check_md5=false for custom data)")
+            raise MNISTFileError(
+                f"MNIST file {path} has MD5 {actual}, expected {check_md5}: {fix} (or set data.check_md5=false for "
+                f"custom data)"
+            )
     try:
         raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError) as e:
@@ -57,7 +64,9 @@ def read_idx(path: Path, magic: int, check_md5: str | None = None) -> np.ndarray
     shape = tuple(int(n) for n in np.frombuffer(raw[4 : 4 + 4 * ndim], dtype=">i4"))
     offset = 4 + 4 * ndim
     if len(raw) != offset + int(np.prod(shape)):
-        raise MNISTFileError(f"MNIST file {path} is truncated: header says {shape}, file has {len(raw) - offset} bytes of data: {fix}")
+        raise MNISTFileError(
+            f"MNIST file {path} is truncated: header says {shape}, file has {len(raw) - offset} bytes of data: {fix}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -105,7 +114,9 @@ def load_mnist_split(root: str | os.PathLike, split: str, download: bool = True,
     images = read_idx(images_path, FILES[images_name][2], expected_md5(images_path, images_name) if check_md5 else None)
     labels = read_idx(labels_path, FILES[labels_name][2], expected_md5(labels_path, labels_name) if check_md5 else None)
     if len(images) != len(labels):
-        raise MNISTFileError(f"MNIST files {images_path} and {labels_path} disagree: {len(images)} images, {len(labels)} labels")
+        raise MNISTFileError(
+            f"MNIST files {images_path} and {labels_path} disagree: {len(images)} images, {len(labels)} labels"
+        )
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -136,7 +147,9 @@ class ResumableShuffle(Sampler[int]):
     checkpoint. So a run resumed at any step sees the same batches as one that was never stopped. Lightning calls
     `set_epoch` at the start of every epoch."""
 
-    def __init__(self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start_epoch: int = 0, skip: int = 0):
+    def __init__(
+        self, size: int, seed: int = 0, rank: int = 0, world_size: int = 1, start_epoch: int = 0, skip: int = 0
+    ):
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
         self.start_epoch, self.skip = start_epoch, skip
         self.epoch = start_epoch
@@ -151,6 +164,26 @@ class ResumableShuffle(Sampler[int]):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed((self.seed << 32) + self.epoch))
         mine = order[self.rank :: self.world_size][: len(self)]
         return iter(mine[self.skip if self.epoch == self.start_epoch else 0 :].tolist())
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader over a ResumableShuffle, with its place in the data order as its state: Lightning
+    saves `state_dict()` in the checkpoint (loops.fit_loop.state_dict.combined_loader) and calls `load_state_dict`
+    on resume before it draws a batch, so a resumed run continues the epoch where it stopped, and Lightning knows
+    it does (a stateful loader: it warns about a mid-epoch resume of any other). The place is counted in batches
+    trained on (`trained_batches()`), which the batches drawn overtake."""
+
+    def __init__(self, dataset, *, sampler: ResumableShuffle, trained_batches: Callable[[], int], **kwargs):
+        super().__init__(dataset, sampler=sampler, **kwargs)
+        self.trained_batches = trained_batches
+
+    def state_dict(self) -> dict:
+        epoch, batch = divmod(self.trained_batches(), len(self))
+        return {"epoch": epoch, "batch": batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.start_epoch = self.sampler.epoch = state["epoch"]
+        self.sampler.skip = state["batch"] * self.batch_size
 
 
 def log_snr_grid(values) -> tuple[float, ...]:
@@ -228,20 +261,26 @@ class MNISTDataModule(L.LightningDataModule):
             )
         return per_rank // self.batch_size
 
+    def trained_batches(self) -> int:
+        """Batches each process has trained on: the steps taken, not the batches drawn (Lightning draws one ahead)."""
+        return self.trainer.global_step * self.trainer.accumulate_grad_batches if self.trainer else 0
+
     def train_dataloader(self):
-        # Called after Lightning restored a checkpoint, so global_step says how many batches were already trained on.
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        consumed = trainer.global_step * trainer.accumulate_grad_batches if trainer else 0
-        epoch, batch = divmod(consumed, self.batches_per_epoch(world_size))
-        sampler = ResumableShuffle(len(self.train_set), self.seed, rank, world_size, epoch, batch * self.batch_size)
-        return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=True)
+        sampler = ResumableShuffle(len(self.train_set), self.seed, rank, world_size)
+        loader = self._loader(self.train_set, self.batch_size, ResumableLoader, sampler=sampler, drop_last=True,
+                              trained_batches=self.trained_batches)
+        # Called after Lightning restored the step count: the position of a checkpoint that holds no loader state
+        # (one written before the loader had any), which the state, when there is one, then replaces.
+        loader.load_state_dict(loader.state_dict())
+        return loader
 
     def val_dataloader(self):
         return self._loader(self.val_set, max(self.batch_size, 256))
 
     @staticmethod
-    def _loader(dataset, batch_size, **kwargs):
+    def _loader(dataset, batch_size, kind=DataLoader, **kwargs):
         # A generator of its own: otherwise every iter() draws a seed from the global RNG, and a resumed run, which
         # starts its iterators at other moments, would draw different training noise from then on.
-        return DataLoader(dataset, batch_size=batch_size, collate_fn=_keep_batch, generator=torch.Generator(), **kwargs)
+        return kind(dataset, batch_size=batch_size, collate_fn=_keep_batch, generator=torch.Generator(), **kwargs)

@@ -1,20 +1,28 @@
 """Callbacks that belong to diffusion training rather than to Lightning in general."""
 
+import logging
+import signal
+import threading
+import time
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint, WeightAveraging
 from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMA
-from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.optim.swa_utils import get_ema_avg_fn
 
 from ddpm.data.images import grid, save_grid
-from ddpm.errors import ConfigError
+from ddpm.errors import ConfigError, Stopped
 from ddpm.sampling.generate import generate
 from ddpm.sampling.guidance import check_interval
 from ddpm.sampling.samplers import Sampler
 from ddpm.validation import boolean, integer, number, text
+
+log = logging.getLogger(__name__)
 
 
 def grid_labels(rows: int = 10, per_row: int = 10) -> torch.Tensor:
@@ -102,3 +110,113 @@ class EMAWeightAveraging(LightningEMA):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._kwargs["avg_fn"] = get_ema_avg_fn(decay=self.decay)
+
+
+class StopCheckpoint(Checkpoint):
+    """SIGTERM or SIGINT during training: the step under way is finished, `run_dir/checkpoints/last.ckpt` is saved
+    (through the trainer's checkpoint IO, which writes atomically), one line says how to resume, and `Stopped` is
+    raised, so that the command exits with 128 + the signal number instead of 0. A second signal stops at once.
+
+    Lightning's own handling is not enough: its SIGTERM handler makes the loops raise SIGTERMException, a SystemExit
+    with status 0, also in the middle of a validation, when the EMA callback has swapped the averaged weights in; and
+    SIGINT raises KeyboardInterrupt wherever it lands. So this callback takes both signals over once Lightning has set
+    its handlers (Lightning restores the ones it found when fit ends) and stops only between two optimizer steps, where
+    the periodic checkpoint is saved too, the state tests/test_faults.py resumes bitwise. A Checkpoint, so that
+    Lightning calls it after the other callbacks, the EMA update of the step included."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, run_dir: str):
+        self.run_dir = Path(run_dir)
+        self.dirpath = self.run_dir / "checkpoints"  # where every Checkpoint callback keeps its files
+        self.received: int | None = None
+
+    def setup(self, trainer, pl_module, stage):
+        self.received = None
+
+    def _listen(self) -> None:
+        if threading.current_thread() is threading.main_thread():  # the only thread that may set handlers
+            for signum in self.SIGNALS:
+                signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.received is not None:
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+            signal.raise_signal(signum)
+        self.received = signum
+
+    def on_sanity_check_start(self, trainer, pl_module):
+        self._listen()
+
+    def on_train_start(self, trainer, pl_module):
+        self._listen()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # Lightning's handler has SIGTERM until this one takes over: its flag covers one that came in between.
+        received = self.received or (signal.SIGTERM if trainer.received_sigterm else 0)
+        if trainer.world_size > 1:  # all ranks stop after the same step, also when only rank 0 got the signal
+            received = int(trainer.strategy.reduce(torch.tensor(received, device=pl_module.device), reduce_op="max"))
+        accumulating = (batch_idx + 1) % trainer.accumulate_grad_batches != 0
+        if not received or accumulating or 0 < trainer.max_steps <= trainer.global_step:
+            return  # no signal, in the middle of a step, or the last step: that run ends as planned
+        trainer.save_checkpoint(self.dirpath / "last.ckpt")  # what resume=<run folder> reads
+        self._stop(trainer, f"stopped at step {trainer.global_step} of {trainer.max_steps}: resume with "
+                            f"resume={self.run_dir}", received)
+
+    def stop_if_signalled(self, trainer) -> None:
+        """After fit: a signal that came with the last step or after it (in the final validation) let the run
+        finish, and the process still stops as asked, so that a -m sweep does not go on to its next job."""
+        if self.received:
+            self._stop(trainer, f"stopped as the run finished at step {trainer.global_step} of {trainer.max_steps}: "
+                                f"its checkpoints are complete", self.received)
+
+    @staticmethod
+    def _stop(trainer, message: str, signum: int) -> None:
+        if trainer.is_global_zero:
+            log.warning(message)
+        raise Stopped(message, signum)
+
+
+class HparamsSummary(L.Callback):
+    """The run's settings (`params`: flat, plain values) in TensorBoard's HPARAMS tab: a session-start summary when
+    training starts, a session-end one (success, or failure when it stopped or failed) when it ends. The tab takes
+    a session's metrics from the scalars of its run (val/loss, val_at_logsnr/*, metrics/fid, ...), at their last
+    step, so a running run shows its latest values. No experiment summary: TensorBoard reads one run's only and would
+    hide the settings other runs of a sweep have (a cosine schedule's s beside a linear one's beta_end); without it,
+    it gathers them from every run's session start."""
+
+    def __init__(self, params: dict):
+        self.params = params
+
+    def on_train_start(self, trainer, pl_module):
+        start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+        for name, value in self.params.items():
+            if isinstance(value, bool):
+                start.hparams[name].bool_value = value
+            elif isinstance(value, (int, float)):
+                start.hparams[name].number_value = value
+            else:
+                start.hparams[name].string_value = "null" if value is None else str(value)
+        data = plugin_data_pb2.HParamsPluginData(session_start_info=start)
+        self._write(trainer, metadata.SESSION_START_INFO_TAG, data)
+
+    def on_train_end(self, trainer, pl_module):
+        self._end(trainer, api_pb2.STATUS_SUCCESS)
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._end(trainer, api_pb2.STATUS_FAILURE)
+
+    def _end(self, trainer, status) -> None:
+        end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time())
+        self._write(trainer, metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end))
+
+    @staticmethod
+    def _write(trainer, tag: str, data) -> None:
+        if not trainer.is_global_zero:
+            return
+        value = Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                # At the run's step, as Lightning logs its scalars: TensorBoard drops a tag's events that a later
+                # one of the same tag steps back behind.
+                logger.experiment.file_writer.add_summary(Summary(value=[value]), trainer.global_step)

@@ -52,7 +52,8 @@ def integer(key: str, value, low: int | None = None, high: int | None = None, op
         return None
     if allowed is None:
         allowed = _or_null(_integer_range(low, high), optional) + hint
-    if not is_number(value) or int(value) != value or (low is not None and value < low) or (high is not None and value > high):
+    if not is_number(value) or int(value) != value or not (low is None or value >= low) or not (
+            high is None or value <= high):
         raise refuse(key, value, allowed)
     return int(value)
 
@@ -123,5 +124,6 @@ def device(key: str, value) -> str:
         count = torch.cuda.device_count()
         index = int(value.partition(":")[2] or 0)
         if index >= count:
-            raise refuse(key, value, f"auto or cpu: {'no CUDA device is visible' if not count else f'{count} CUDA device(s) are visible'}")
+            visible = f"{count} CUDA device(s) are visible" if count else "no CUDA device is visible"
+            raise refuse(key, value, f"auto or cpu: {visible}")
     return value

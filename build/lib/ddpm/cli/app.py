@@ -17,12 +17,14 @@ from typing import Any, Callable
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
 from hydra.errors import OverrideParseException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm.cli.runtime import CONF, check_writable, exit_on_user_error, lightning_messages_to_stdout
 from ddpm.errors import ConfigError
+from hydra_plugins.ddpm_optuna_sweeper import OptunaSweeper
 
 
 def _overrides(args: list[str]):
@@ -34,13 +36,15 @@ def _overrides(args: list[str]):
 
 
 # Hydra's own options beside those of conf/hydra/<group>/.
-HYDRA_BUILTIN = {"hydra/launcher": ["basic"]}
-# Options that need a Hydra plugin: its module and the pyproject extra that installs it.
+HYDRA_BUILTIN = {"hydra/launcher": ["basic"], "hydra/sweeper": ["basic"]}
+# Options that need a package (a Hydra plugin, or Optuna for the project's sweeper): its module and the pyproject
+# extra that installs it.
 PLUGINS = {
     "hydra/launcher=submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
     "hydra/launcher=submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
     "hydra/launcher=ray": ("hydra_plugins.hydra_ray_launcher", "ray"),
-    "hparams_search=optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna"),
+    "hparams_search=optuna": ("optuna", "optuna"),
+    "hydra/sweeper=optuna": ("optuna", "optuna"),
 }
 
 
@@ -64,7 +68,8 @@ def check_group_choices(args: list[str], conf_dir: Path = CONF) -> None:
                 raise ConfigError(f"{override.key_or_group}={value} is unknown: use one of {', '.join(valid)}")
             module, extra = PLUGINS.get(f"{override.key_or_group}={value}", (None, None))
             if module and not installed(module):
-                raise ConfigError(f"{override.key_or_group}={value} needs a Hydra plugin: pip install -e '.[{extra}]'")
+                needed = "a Hydra plugin" if module.startswith("hydra_plugins.") else module
+                raise ConfigError(f"{override.key_or_group}={value} needs {needed}: pip install -e '.[{extra}]'")
 
 
 def resume_args(args: list[str]) -> list[str]:
@@ -79,7 +84,8 @@ def resume_args(args: list[str]) -> list[str]:
     run = Path(str(given["resume"].value())).expanduser().resolve()
     saved = run / ".hydra" / "overrides.yaml"
     if not saved.is_file():
-        raise ConfigError(f"resume={run} is not a train.py run folder (no .hydra/overrides.yaml): pass the folder that holds checkpoints/")
+        raise ConfigError(f"resume={run} is not a train.py run folder (no .hydra/overrides.yaml): "
+                          "pass the folder that holds checkpoints/")
     previous = [o.input_line for o in _overrides(list(OmegaConf.load(saved))) if o.key_or_group not in given]
     run_dir = [] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"]
     return [args[0], *previous, *args[1:], *run_dir]
@@ -121,6 +127,10 @@ def run_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:
     """Check the command line, then let Hydra compose conf/<config_name>.yaml over it and run `task` on the
     result. Bad input (a DDPMError) ends as one `error:` line and exit status 2."""
     import ddpm.cli.resolvers  # noqa: F401  (the configs use its resolvers)
+
+    # Hydra finds plugins by listing the folders of the hydra_plugins package, which misses the one of an editable
+    # install (a setuptools import hook): the project's sweeper is registered by name.
+    Plugins.instance().register(OptunaSweeper)
 
     sys.argv = exit_on_user_error(prepare_argv)(sys.argv)
     lightning_messages_to_stdout()

@@ -5,6 +5,8 @@ the helpers of ddpm.validation, so that every refusal reads the same."""
 from contextlib import contextmanager
 
 from ddpm.errors import ConfigError
+from ddpm.sampling.guidance import check_interval
+from ddpm.sampling.samplers import check_steps
 from ddpm.validation import boolean, device, integer, is_number, number, one_of, positive_int, show
 
 
@@ -54,13 +56,15 @@ def check_train_options(cfg) -> None:
     integer("trainer.num_sanity_val_steps", trainer.get("num_sanity_val_steps", 2), low=-1, hint=" (-1: all)")
     integer("trainer.log_every_n_steps", trainer.get("log_every_n_steps", 50), low=1)
     integer("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches", 1), low=1)
-    number("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), low=0, optional=True, hint=" (0 or null: no clipping)")
+    number("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), low=0, optional=True,
+           hint=" (0 or null: no clipping)")
     one_of("trainer.gradient_clip_algorithm", trainer.get("gradient_clip_algorithm", "norm"), ("norm", "value"))
     one_of("trainer.precision", str(trainer.get("precision", "32-true")), lightning_precisions())
     boolean("trainer.enable_progress_bar", trainer.get("enable_progress_bar", True))
     callbacks = cfg.get("callbacks") or {}
     if callbacks.get("ema"):
-        number("callbacks.ema.decay", callbacks.ema.get("decay"), 0, 1, low_open=True, high_open=True, hint=", e.g. 0.999")
+        number("callbacks.ema.decay", callbacks.ema.get("decay"), 0, 1, low_open=True, high_open=True,
+               hint=", e.g. 0.999")
     if callbacks.get("periodic_checkpoint"):
         positive_int("callbacks.periodic_checkpoint.every_n_train_steps",
                      callbacks.periodic_checkpoint.get("every_n_train_steps"), optional=True)
@@ -70,7 +74,10 @@ def check_request(cfg) -> None:
     """The options of the commands that sample from a checkpoint (sample, evaluate), each checked when the command
     has it; before the checkpoint is read or anything written."""
     positive_int("n", cfg.n, hint=", e.g. n=100")
-    number("guidance", cfg.guidance, low=0, hint=" (0: no guidance; 2 is a good start)")
+    number("guidance", cfg.guidance, low=0, hint=" (0: no guidance; larger: more legible, less varied digits)")
+    check_interval("guidance_interval", cfg.get("guidance_interval"))
+    # Up to the schedule's T, which the sampler's set_timesteps checks once the checkpoint is read.
+    check_steps(cfg.get("steps"), optional=True, null="the sampler's default")
     integer("seed", cfg.seed, low=0, high=2**32 - 1)
     digit = cfg.get("digit")
     if digit is not None and (not is_number(digit) or digit not in range(10)):

@@ -14,13 +14,3 @@ def folder_name(overrides: str, length: int) -> str:
 
 
 OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
-
-
-def command_steps(default, *, _root_):
-    """A sampler's steps: the command's own `steps=N` (sample, evaluate) when it is set, else the sampler's default
-    (conf/sampler/*.yaml). Configs without a top-level `steps` (the training callbacks) get the default."""
-    steps = _root_.get("steps")
-    return default if steps is None else steps
-
-
-OmegaConf.register_new_resolver("command_steps", command_steps, replace=True)

@@ -12,6 +12,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from ddpm.errors import ConfigError, DDPMError
 
@@ -81,11 +82,33 @@ def save_run_config(cfg: DictConfig) -> None:
         OmegaConf.save(HydraConfig.get().overrides.task, folder / "overrides.yaml")
 
 
+# What a command needs that no default can give (`???` in its yaml), and an example of each.
+REQUIRED = {"ckpt": "ckpt=outputs/train/runs/<run>/checkpoints/last.ckpt",
+            "runs": "runs=outputs/train/multiruns/<date>_<time>"}
+
+
 def user_error(error: BaseException) -> DDPMError | None:
-    """The DDPMError behind `error`, also when Hydra's instantiate wrapped it in its own exception."""
+    """The DDPMError behind `error`, also when Hydra's instantiate wrapped it in its own exception; a required
+    setting left out is one too."""
     while error is not None and not isinstance(error, DDPMError):
+        if isinstance(error, MissingMandatoryValue):
+            key = error.full_key
+            return ConfigError(f"{key} is required: pass {REQUIRED.get(key, f'{key}=...')}")
         error = error.__cause__
     return error
+
+
+def remove_empty(folder: Path) -> None:
+    """The run folder of a refused call and the parents Hydra made for it inside the working folder (outputs/sample/
+    runs/), each only while empty: a resumed run's folder, or one that failed after its checks, stays."""
+    cwd = Path.cwd().resolve()
+    folder = folder.resolve()
+    while folder != cwd and cwd in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def exit_on_user_error(main):
@@ -103,10 +126,7 @@ def exit_on_user_error(main):
                 raise
             folder = OmegaConf.select(HydraConfig.get(), "runtime.output_dir") if HydraConfig.initialized() else None
             if folder:
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    pass  # not empty: a resumed run's folder, or a run that failed after its checks
+                remove_empty(Path(folder))
             print(f"error: {cause}", file=sys.stderr)
             sys.exit(2)
 

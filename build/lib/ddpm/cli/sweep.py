@@ -3,15 +3,13 @@
 `CheckSweep` composes every job's config and runs the command's checks on it in `on_multirun_start`, before the
 sweeper or launcher writes the sweep folder, `multirun.yaml` or any job: a bad value in the last job stops the
 sweep before the first one trains. It also gives each job of a parallel launcher its share of the CPU threads.
-`OptunaStudy` (conf/hparams_search/optuna.yaml) keeps an Optuna search resumable in its SQLite storage.
+The Optuna search (hparams_search=optuna) is a sweeper of its own: ddpm/cli/optuna_sweeper.py.
 """
 
 import copy
 import itertools
-import json
 import logging
 import os
-from pathlib import Path
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -77,9 +75,10 @@ def check_slurm_tasks(job_config: DictConfig) -> None:
 
 
 class CheckSweep(Callback):
-    """Before a -m sweep starts: `check(cfg, on_this_machine)` (a dotted path, e.g. ddpm.commands.train.check_sweep_job) on
-    every job's config, as the job will see it. During the sweep: a job run by a launcher with `cpus_per_task`
-    (submitit) uses that many threads, so that parallel jobs do not each size their thread pools to all cores."""
+    """Before a -m sweep starts: `check(cfg, on_this_machine)` (a dotted path, e.g.
+    ddpm.commands.train.check_sweep_job) on every job's config, as the job will see it. During the sweep: a job run
+    by a launcher with `cpus_per_task` (submitit) uses that many threads, so that parallel jobs do not each size
+    their thread pools to all cores."""
 
     def __init__(self, check: str):
         self.check = check
@@ -117,56 +116,3 @@ class CheckSweep(Callback):
             os.environ["OMP_NUM_THREADS"] = str(threads)
             torch.set_num_threads(int(threads))
             log.info(f"{threads} CPU thread(s) for this job (hydra.launcher.cpus_per_task)")
-
-
-def search_space(config: DictConfig) -> str:
-    """What a study's trials mean: the searched parameters, the metric and its direction."""
-    sweeper = config.hydra.sweeper
-    return json.dumps({
-        "params": OmegaConf.to_container(sweeper.params, resolve=True),
-        "direction": directions(sweeper),
-        "optimized_metric": config.get("optimized_metric"),
-    }, sort_keys=True)
-
-
-def directions(sweeper: DictConfig) -> list[str]:
-    return [str(d) for d in sweeper.direction] if OmegaConf.is_list(sweeper.direction) else [str(sweeper.direction)]
-
-
-class OptunaStudy(Callback):
-    """hparams_search=optuna keeps its study in `hydra.sweeper.storage` (SQLite under outputs/), so that the same
-    command run again continues the search: `hydra.sweeper.n_trials` counts the study's completed trials, and a
-    trial left running by a killed search is marked failed. A study made for another search space is refused."""
-
-    @exit_on_user_error
-    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        import optuna
-
-        sweeper = config.hydra.sweeper
-        name, storage, space = sweeper.study_name, str(sweeper.storage), search_space(config)
-        database = Path(storage.removeprefix("sqlite:///")) if storage.startswith("sqlite:///") else None
-        existing = database is None or database.is_file()
-        if existing and name in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
-            study = optuna.load_study(study_name=name, storage=storage)
-            if study.user_attrs.get("search_space", space) != space:
-                raise ConfigError(
-                    f"hydra.sweeper.study_name={name} in {storage} holds a search over another space "
-                    f"({study.user_attrs['search_space']}): choose another hydra.sweeper.study_name or delete the study"
-                )
-        if database is not None:
-            database.parent.mkdir(parents=True, exist_ok=True)
-        study = optuna.create_study(
-            study_name=name, storage=storage, directions=directions(sweeper), load_if_exists=True
-        )
-        study.set_user_attr("search_space", space)
-        for trial in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
-            study._storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)  # its search was killed
-        done = len(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
-        # The sweeper runs n_trials more trials and reseeds its sampler; a resumed search runs the missing ones and
-        # must not replay the first run's random start-up trials.
-        with read_write(sweeper), open_dict(sweeper):
-            sweeper.n_trials = max(sweeper.n_trials - done, 0)
-            if OmegaConf.select(sweeper, "sampler.seed") is not None:
-                sweeper.sampler.seed = sweeper.sampler.seed + len(study.trials)
-        if sweeper.n_trials == 0:
-            Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)  # the sweeper writes its results there

@@ -14,6 +14,7 @@ import platform
 import resource
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -28,13 +29,15 @@ from ddpm.diffusion.gaussian import GaussianDiffusion
 from ddpm.diffusion.schedules import CosineSchedule
 from ddpm.errors import ConfigError
 from ddpm.models.reference_unet import ReferenceUNet
-from ddpm.sampling.samplers import Sampler, guided_output
+from ddpm.sampling.guidance import Guided
+from ddpm.sampling.samplers import Sampler
 
 log = logging.getLogger(__name__)
 
 
 def build_models(names) -> dict[str, nn.Module]:
-    models = {name: instantiate(OmegaConf.load(CONF / "model" / f"{name}.yaml")) for name in names if name != "reference"}
+    models = {name: instantiate(OmegaConf.load(CONF / "model" / f"{name}.yaml"))
+              for name in names if name != "reference"}
     if "reference" in names:
         models["reference"] = ReferenceUNet()
     return models
@@ -108,7 +111,7 @@ def sampling_throughput(model, autocast, device, sampler: Sampler, batch_size: i
     # One guided forward pass takes the first-call costs (allocations, kernel selection, torch.compile) out of the
     # timing; a whole warm-up run would double the time of the slow models' runs.
     with torch.inference_mode(), autocast:
-        guided_output(model, noise, torch.full((batch_size,), 500, device=device), labels, guidance)
+        Guided(model, labels, guidance)(noise, 500)
     return batch_size / timed(run, repeats, warmup=0)
 
 
@@ -132,7 +135,8 @@ def bench(cfg: DictConfig) -> dict:
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else platform.processor() or platform.machine()),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "batch_size": cfg.batch_size,
@@ -171,8 +175,8 @@ def bench(cfg: DictConfig) -> dict:
     return result
 
 
-def main() -> None:
-    run_app("bench", bench)
+# The console script (pyproject.toml) and `python -m ddpm.commands.<name>`.
+main = partial(run_app, "bench", bench)
 
 
 if __name__ == "__main__":

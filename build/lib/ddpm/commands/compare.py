@@ -1,5 +1,6 @@
-"""Compare runs side by side in one report: report.md, results.csv (one row per run, checkpoint, sampler, steps
-and guidance), summary.csv (mean and spread over seeds) and figures.
+"""Compare runs side by side in one report: report.md, results.csv (one row per run, checkpoint, sampler, steps,
+guidance and guidance interval, with the network evaluations per image), summary.csv (mean and spread over seeds)
+and figures.
 
     ddpm-compare runs=outputs/train/multiruns/<date>_<time>     # every run folder inside
     ddpm-compare 'runs=[path/to/run_a,path/to/run_b]' plan=quick
@@ -13,6 +14,7 @@ folder (scores.json), so a report over more runs or more points samples only wha
 """
 
 import logging
+from functools import partial
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -34,8 +36,9 @@ log = logging.getLogger(__name__)
 SAMPLERS = {path.stem: path for path in sorted((CONF / "sampler").glob("*.yaml"))}
 
 
-def make_sampler(name: str, steps: int | None):
-    return instantiate(OmegaConf.load(SAMPLERS[name]), steps=steps)
+def make_sampler(name: str, steps: int | None = None):
+    """conf/sampler/<name>.yaml's sampler, with `steps` as its default step count unless None."""
+    return instantiate(OmegaConf.load(SAMPLERS[name]), **({} if steps is None else {"steps": steps}))
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -81,8 +84,8 @@ def compare(cfg: DictConfig) -> Path:
     return out / "report.md"
 
 
-def main() -> None:
-    run_app("compare", compare)
+# The console script (pyproject.toml) and `python -m ddpm.commands.<name>`.
+main = partial(run_app, "compare", compare)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Needs the judge once: `python -m ddpm.metrics.classifier` (and, for classifier2=
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_request
 from ddpm.cli.runtime import resolve_device
 from ddpm.evaluation.scoring import build_scorer, score_sampler
-from ddpm.sampling.generate import sampling_guidance
+from ddpm.sampling.guidance import check_interval, guidance_scale, show_interval
 from ddpm.training.checkpoint import load_module
 
 log = logging.getLogger(__name__)
@@ -29,24 +30,27 @@ def evaluate(cfg: DictConfig) -> dict:
     sampler = instantiate(cfg.sampler)
     device = resolve_device(cfg.device)
     module = load_module(cfg.ckpt, ema=cfg.ema).to(device)
-    sampler.timesteps(module.diffusion.timesteps)  # refuse steps > T before any work
+    sampler.set_timesteps(cfg.steps, module.diffusion.timesteps)  # refuse steps > T before any work
     scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), device=device)
-    guidance = sampling_guidance(module, cfg.guidance)
+    guidance = guidance_scale(cfg.guidance, module.conditional)
+    interval = check_interval("guidance_interval", cfg.guidance_interval)
     with torch.inference_mode():
-        scores = score_sampler(module, sampler, scorer, cfg.n, guidance, cfg.seed, cfg.batch_size)
+        scores = score_sampler(module, sampler, scorer, cfg.n, guidance, cfg.seed, cfg.batch_size, interval)
     result = {"ckpt": str(cfg.ckpt), "sampler": repr(sampler), "timesteps": module.diffusion.timesteps, "n": cfg.n,
-              "guidance": guidance, "seed": cfg.seed, **scores}
+              "guidance": guidance, "guidance_interval": show_interval(interval) or None, "seed": cfg.seed, **scores}
+    log.info(f"{scores['nfe']} network evaluations per image")
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     width = max(map(len, result))
-    print("\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in result.items()))
+    print("\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+                    for k, v in result.items()))
     log.info(f"wrote {out / 'metrics.json'}")
     return result
 
 
-def main() -> None:
-    run_app("evaluate", evaluate)
+# The console script (pyproject.toml) and `python -m ddpm.commands.<name>`.
+main = partial(run_app, "evaluate", evaluate)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -29,8 +30,8 @@ def run(cfg: DictConfig) -> float:
     return test_accuracy
 
 
-def main() -> None:
-    run_app("classifier", run)
+# The console script (pyproject.toml) and `python -m ddpm.commands.<name>`.
+main = partial(run_app, "classifier", run)
 
 
 if __name__ == "__main__":

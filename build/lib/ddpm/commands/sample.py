@@ -1,6 +1,7 @@
 """sample(cfg): draw digits from a checkpoint. `sample.py` at the top only wraps it."""
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -14,12 +15,11 @@ from ddpm.cli.checks import check_request
 from ddpm.cli.runtime import check_writable, resolve_device, save_run_config
 from ddpm.data.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
 from ddpm.errors import ConfigError
-from ddpm.sampling.generate import cycling_labels, generate, sampling_guidance
+from ddpm.sampling.generate import cycling_labels, generate
+from ddpm.sampling.guidance import check_interval, guidance_scale, show_interval
 from ddpm.training.checkpoint import load_module
 
 log = logging.getLogger(__name__)
-
-
 
 
 def sample(cfg: DictConfig) -> dict:
@@ -31,7 +31,7 @@ def sample(cfg: DictConfig) -> dict:
     sampler = instantiate(cfg.sampler)
     module = load_module(cfg.ckpt, ema=cfg.ema)
     T = module.diffusion.timesteps
-    sampler.timesteps(T)  # raises on steps > T before any work
+    sampler.set_timesteps(cfg.steps, T)  # refuses steps > T before any work
     conditional = module.conditional and not cfg.unconditional
     if cfg.digit is not None and not conditional:
         raise ConfigError(
@@ -39,18 +39,22 @@ def sample(cfg: DictConfig) -> dict:
             if not module.conditional
             else f"digit={cfg.digit} needs class-conditional sampling: drop digit= or unconditional=true"
         )
-    guidance = sampling_guidance(module, cfg.guidance, cfg.unconditional)
+    guidance = guidance_scale(cfg.guidance, conditional)
+    interval = check_interval("guidance_interval", cfg.guidance_interval)
 
     save_run_config(cfg)
     module.to(resolve_device(cfg.device))
     labels = cycling_labels(cfg.n, cfg.digit) if conditional else None
-    log.info(f"sampling {cfg.n} images with {sampler} (T={T}), guidance {guidance}, seed {cfg.seed} on {module.device}")
+    within = f" at log-SNR in {show_interval(interval)}" if interval is not None and guidance else ""
+    log.info(f"sampling {cfg.n} images with {sampler} (T={T}), guidance {guidance}{within}, seed {cfg.seed} on "
+             f"{module.device}")
     result = generate(
         module,
         sampler,
         cfg.n,
         labels,
         guidance=guidance,
+        guidance_interval=interval,
         seed=cfg.seed,
         clip_x0=cfg.clip_x0,
         batch_size=cfg.batch_size,
@@ -58,11 +62,10 @@ def sample(cfg: DictConfig) -> dict:
         progress=lambda steps: tqdm(steps, desc="sampling", unit="step"),
     )
 
+    log.info(f"{result.nfe} network evaluations per image")
     written = {"grid": save_grid(result.images, out / "samples.png", cfg.nrow), "samples": out / "samples.pt"}
-    torch.save(
-        {"images": to_pixels(result.images).cpu(), "labels": labels if labels is not None else torch.full((cfg.n,), -1)},
-        written["samples"],
-    )
+    asked = labels if labels is not None else torch.full((cfg.n,), -1)
+    torch.save({"images": to_pixels(result.images).cpu(), "labels": asked}, written["samples"])
     if cfg.trajectory:
         written["trajectory"] = out / "trajectory.png"
         save_image(trajectory_strip(result.trajectory), written["trajectory"])
@@ -72,8 +75,8 @@ def sample(cfg: DictConfig) -> dict:
     return written
 
 
-def main() -> None:
-    run_app("sample", sample)
+# The console script (pyproject.toml) and `python -m ddpm.commands.<name>`.
+main = partial(run_app, "sample", sample)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """train(cfg): build everything from the composed Hydra config and fit. `train.py` at the top only wraps it."""
 
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -134,8 +135,8 @@ def objective(cfg: DictConfig) -> float | None:
     return metrics[name]
 
 
-def main() -> None:
-    run_app("train", objective)
+# The console script (pyproject.toml) and `python -m ddpm.commands.<name>`.
+main = partial(run_app, "train", objective)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Turning batches of [-1, 1] images into pictures: grids, denoising strips and GIFs."""
+"""The one scaling between 8-bit pixels and the model's [-1, 1] (to_unit_range, to_pixels), and turning batches of
+[-1, 1] images into pictures: grids, denoising strips and GIFs."""
 
 from pathlib import Path
 
@@ -6,8 +7,13 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels in [0, 255] -> float in [-1, 1], what the model is trained on and samples."""
+    return images.float() / 127.5 - 1
+
+
 def to_pixels(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1]."""
+    """[-1, 1] -> [0, 1] (pictures; ddpm.evaluation.scores.quantize makes them 8-bit), the inverse of to_unit_range."""
     return ((images.float() + 1) / 2).clamp(0, 1)
 
 

@@ -29,8 +29,10 @@ class GaussianDiffusion(nn.Module):
         self.schedule = schedule
         self.prediction = prediction
         self.timesteps = schedule.timesteps
+        self._log_snr = schedule.log_snr()
 
-        # Derived in float64, stored in float32 for the training hot path (q_sample, targets, conversions).
+        # Derived in float64, stored in float32 for the training hot path (q_sample, targets); sampling reads the
+        # float64 schedule through alpha_bar instead.
         alphas_cumprod = schedule.alphas_cumprod
         buffers = {
             "sqrt_alphas_cumprod": alphas_cumprod.sqrt(),
@@ -56,16 +58,32 @@ class GaussianDiffusion(nn.Module):
     def _coef(self, name: str, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return extract(getattr(self, name), t, x.ndim)
 
+    def alpha_bar(self, t):
+        """alpha_bar at timestep t, float64 from the schedule: a Python float for an int t, a CPU tensor for a tensor
+        of them; t = -1 is the clean data (alpha_bar = 1), where a sampler's last step lands. The one read of the
+        schedule behind the samplers' steps, the posterior and every conversion between a network output, x0 and eps
+        (improved-diffusion's GaussianDiffusion owns these the same way)."""
+        table = self.schedule.alphas_cumprod
+        if isinstance(t, int):
+            return table[t].item() if t >= 0 else 1.0
+        t = t.cpu()
+        return torch.where(t >= 0, table[t.clamp(min=0)], torch.ones((), dtype=table.dtype))
+
+    def log_snr(self, t: int) -> float:
+        """log(alpha_bar_t / (1 - alpha_bar_t)) of timestep t (float64 schedule), e.g. for a guidance interval."""
+        return self._log_snr[t].item()
+
     def timestep_of_log_snr(self, log_snr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For each log-SNR, the timestep whose log-SNR is nearest, and how far off it is."""
-        table = self.schedule.log_snr()
+        table = self._log_snr
         distance = (table[None, :] - log_snr.double().cpu()[:, None]).abs()
         nearest = distance.argmin(1)
         return nearest, distance[torch.arange(len(nearest)), nearest]
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Sample x_t ~ q(x_t | x_0) in closed form."""
-        return self._coef("sqrt_alphas_cumprod", t, x0) * x0 + self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * noise
+        a, s = self._coef("sqrt_alphas_cumprod", t, x0), self._coef("sqrt_one_minus_alphas_cumprod", t, x0)
+        return a * x0 + s * noise
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What the network is trained to output at (x_t, t)."""
@@ -73,7 +91,8 @@ class GaussianDiffusion(nn.Module):
             return noise
         if self.prediction == "x0":
             return x0
-        return self._coef("sqrt_alphas_cumprod", t, x0) * noise - self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * x0
+        a, s = self._coef("sqrt_alphas_cumprod", t, x0), self._coef("sqrt_one_minus_alphas_cumprod", t, x0)
+        return a * noise - s * x0
 
     def loss(self, model: nn.Module, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, labels=None, reduce=True,
              weighted=True):
@@ -90,7 +109,7 @@ class GaussianDiffusion(nn.Module):
         """sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) from the float64 schedule, in x's dtype and device, shaped to
         broadcast over x: the one lookup behind every conversion between a network output, x0 and eps (float64
         inputs, as the likelihood uses, keep all their digits)."""
-        alphas_cumprod = self.schedule.alphas_cumprod[t.cpu()]
+        alphas_cumprod = self.alpha_bar(t)
 
         def shaped(values: torch.Tensor) -> torch.Tensor:
             return values.to(x.device, x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
@@ -122,10 +141,8 @@ class GaussianDiffusion(nn.Module):
         (Nichol & Dhariwal 2021, sec. 4), whose beta is 1 - alpha_bar_t / alpha_bar_{t_prev}. The coefficients are
         computed in float64 from the schedule: 1 - alpha_bar ratio loses digits in float32 when beta is ~1e-4."""
         t = t.cpu()
-        t_prev = t - 1 if t_prev is None else t_prev.cpu()
-        alphas_cumprod = self.schedule.alphas_cumprod
-        ab = alphas_cumprod[t]
-        ab_prev = torch.where(t_prev >= 0, alphas_cumprod[t_prev.clamp(min=0)], torch.ones_like(ab))
+        ab = self.alpha_bar(t)
+        ab_prev = self.alpha_bar(t - 1 if t_prev is None else t_prev)
         beta = 1 - ab / ab_prev
         coef_x0 = ab_prev.sqrt() * beta / (1 - ab)
         coef_xt = (1 - beta).sqrt() * (1 - ab_prev) / (1 - ab)

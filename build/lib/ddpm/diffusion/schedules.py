@@ -55,7 +55,8 @@ class LinearSchedule(NoiseSchedule):
         end = self.beta_end * scale
         if end >= 1:
             raise refuse("schedule.beta_end", self.beta_end,
-                         f"a value below {self.timesteps / 1000:g} with schedule.timesteps={self.timesteps} (both ends scale "
+                         f"a value below {self.timesteps / 1000:g} with schedule.timesteps={self.timesteps} "
+                         f"(both ends scale "
                          f"by 1000/T), or use more timesteps")
         return torch.linspace(self.beta_start * scale, end, self.timesteps, dtype=torch.float64)
 
@@ -107,7 +108,8 @@ class SigmoidSchedule(AlphaBarSchedule):
 
     name = "sigmoid"
 
-    def __init__(self, timesteps: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1.0, max_beta: float = 0.999):
+    def __init__(self, timesteps: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1.0,
+                 max_beta: float = 0.999):
         number("schedule.end", end, hint=", e.g. 3")
         number("schedule.start", start, high=end, high_open=True, hint=" (below schedule.end), e.g. -3")
         number("schedule.tau", tau, low=0, low_open=True, hint=", e.g. 1")

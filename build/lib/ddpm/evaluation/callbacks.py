@@ -6,6 +6,7 @@ from ddpm.errors import ConfigError
 from ddpm.evaluation.judge import load_classifier
 from ddpm.evaluation.scores import SampleScorer
 from ddpm.evaluation.scoring import sample_images
+from ddpm.sampling.guidance import check_interval
 from ddpm.sampling.samplers import Sampler
 from ddpm.training.callbacks import EMAValidationCallback
 from ddpm.validation import integer, number, positive_int, text
@@ -17,7 +18,7 @@ class SampleMetrics(EMAValidationCallback):
     on first use and kept here, outside the LightningModule."""
 
     def __init__(self, sampler: Sampler, classifier: str, every_n_validations: int = 0, n: int = 500,
-                 guidance: float = 2.0, seed: int = 0):
+                 guidance: float = 2.0, seed: int = 0, guidance_interval: list[float] | None = None):
         if every_n_validations > 0 and not Path(classifier).is_file():
             # Refused before training, not at the first scored validation, after checkpoints were written.
             raise ConfigError(
@@ -30,6 +31,7 @@ class SampleMetrics(EMAValidationCallback):
                                            hint=" (0: off)")
         self.n = positive_int("callbacks.sample_metrics.n", n, hint=", e.g. 500")
         self.guidance = number("callbacks.sample_metrics.guidance", guidance, low=0, hint=" (0: no guidance)")
+        self.guidance_interval = check_interval("callbacks.sample_metrics.guidance_interval", guidance_interval)
         self.seed = integer("callbacks.sample_metrics.seed", seed, low=0, high=2**32 - 1)
         self.validations = 0
         self.scorer = None
@@ -42,6 +44,7 @@ class SampleMetrics(EMAValidationCallback):
             real_images, _ = trainer.datamodule.test_split()
             self.scorer = SampleScorer(load_classifier(self.classifier), real_images)
         # The same 8-bit samples that evaluate and compare score, so that the numbers compare.
-        images, labels, _ = sample_images(pl_module, self.sampler, self.n, self.guidance, self.seed, batch_size=500)
-        scores = self.scorer.score(images, labels)
+        images, labels, _, nfe = sample_images(pl_module, self.sampler, self.n, self.guidance, self.seed,
+                                               batch_size=500, guidance_interval=self.guidance_interval)
+        scores = {**self.scorer.score(images, labels), "nfe": float(nfe)}
         pl_module.log_dict({f"metrics/{k}": v for k, v in scores.items()}, rank_zero_only=True)

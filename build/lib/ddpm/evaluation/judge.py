@@ -18,7 +18,8 @@ class MNISTClassifier(nn.Module):
 
     def __init__(self, width: int = 16, num_features: int = 128):
         super().__init__()
-        self.config = {"width": positive_int("width", width), "num_features": positive_int("num_features", num_features)}
+        self.config = {"width": positive_int("width", width),
+                       "num_features": positive_int("num_features", num_features)}
 
         def stage(cin, cout):
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
@@ -51,7 +52,8 @@ class ClassifierFeatures(nn.Module):
 def save_classifier(classifier: MNISTClassifier, path: Path, test_accuracy: float) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"config": classifier.config, "state_dict": classifier.state_dict(), "test_accuracy": test_accuracy}, tmp)
+    torch.save({"config": classifier.config, "state_dict": classifier.state_dict(), "test_accuracy": test_accuracy},
+               tmp)
     os.replace(tmp, path)  # never leave a half-written judge behind
     return path
 
@@ -60,7 +62,8 @@ def load_classifier(path: str | Path) -> MNISTClassifier:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ClassifierError(
-            f"no MNIST classifier at {path}: train it once with `python -m ddpm.metrics.classifier data.root=<MNIST folder>` "
+            f"no MNIST classifier at {path}: train it once with "
+            f"`python -m ddpm.metrics.classifier data.root=<MNIST folder>` "
             "or point classifier=... at one"
         )
     saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -82,7 +85,8 @@ def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
 
 
 def train_classifier(train_images, train_labels, test_images, test_labels, epochs: int = 3, batch_size: int = 128,
-                     lr: float = 2e-3, seed: int = 0, width: int = 16, num_features: int = 128) -> tuple[MNISTClassifier, float]:
+                     lr: float = 2e-3, seed: int = 0, width: int = 16,
+                     num_features: int = 128) -> tuple[MNISTClassifier, float]:
     """Adam with one-cycle LR and +-2 pixel random shifts; returns the classifier and its test accuracy."""
     positive_int("epochs", epochs)
     integer("batch_size", batch_size, low=1, high=len(train_images), hint=" (at most the training images)")

@@ -16,6 +16,15 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def arm_colours(arms) -> dict[str, tuple]:
+    """One colour per arm, assigned in the arms' sorted order. Matplotlib's colour cycle restarts in every panel, so an
+    arm missing from one panel would shift the others' colours there; every function below draws from one mapping
+    (its caller's, or this one over its own arms), so that an arm keeps its colour across panels and figures."""
+    names = sorted(set(arms))
+    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20").colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+
+
 def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     out, last = [], values[0] if values else 0.0
     for v in values:
@@ -24,15 +33,18 @@ def smooth(values: list[float], weight: float = 0.9) -> list[float]:
     return out
 
 
-def loss_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> None:
+def loss_curves(curves: dict[str, dict[str, list[tuple[int, float]]]], path: Path, colours: dict | None = None) -> None:
     """curves: run -> tag -> [(step, value)], for train/loss and val/loss."""
+    colours = colours or arm_colours(curves)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for run, scalars in curves.items():
         for ax, tag, smoothing in ((axes[0], "train/loss", 0.95), (axes[1], "val/loss", 0.0)):
             if scalars.get(tag):
                 steps, values = zip(*scalars[tag])
-                ax.plot(steps, smooth(list(values), smoothing), label=run, marker="o" if tag == "val/loss" else None, ms=3)
-    for ax, title in zip(axes, ("train/loss (smoothed; weighted when min-SNR)", "val/loss (plain error, fixed t and noise)")):
+                ax.plot(steps, smooth(list(values), smoothing), label=run, color=colours[run], ms=3,
+                        marker="o" if tag == "val/loss" else None)
+    titles = ("train/loss (smoothed; weighted when min-SNR)", "val/loss (plain error, fixed t and noise)")
+    for ax, title in zip(axes, titles):
         ax.set(title=title, xlabel="step", yscale="log")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6)
@@ -53,13 +65,15 @@ def schedules(schedule_list, path: Path) -> None:
     _save(fig, path)
 
 
-def val_by_log_snr(curves: dict[str, list[tuple[float, float, float]]], path: Path) -> None:
+def val_by_log_snr(curves: dict[str, list[tuple[float, float, float]]], path: Path,
+                   colours: dict | None = None) -> None:
     """curves: arm -> [(log_snr, mean error, std over seeds)] from the last validation."""
+    colours = colours or arm_colours(curves)
     fig, ax = plt.subplots(figsize=(7, 4))
     for arm, points in sorted(curves.items()):
         points = sorted(points)
         x, y, err = zip(*points)
-        ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=arm)
+        ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=arm, color=colours[arm])
     ax.set(title="validation error at fixed noise levels (last validation)", xlabel="log SNR (noise <- -> clean)",
            ylabel="eps MSE (plain)", yscale="log")
     ax.grid(alpha=0.3)
@@ -79,13 +93,14 @@ def pictures(images: dict[str, torch.Tensor], title: str, path: Path) -> None:
 
 
 def metric_curves(summary: list[dict], metric: str, x: str, panel: str, path: Path, floor: dict | None = None,
-                  xscale: str = "log", title: str = "", yscale: str = "linear") -> bool:
+                  xscale: str = "log", title: str = "", yscale: str = "linear", colours: dict | None = None) -> bool:
     """Mean +- std over seeds of `metric` against `x`, one line per arm, one panel per value of `panel`;
     `floor` maps a panel value to a horizontal line (the real-vs-real floor at the same n). False when there is
     nothing to draw (no file written)."""
     panels = sorted({r[panel] for r in summary if r.get(metric) is not None}, key=str)
     if not panels:
         return False
+    colours = colours or arm_colours(r["arm"] for r in summary)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, value in zip(axes[0], panels):
         lines = defaultdict(list)
@@ -94,7 +109,7 @@ def metric_curves(summary: list[dict], metric: str, x: str, panel: str, path: Pa
                 lines[r["arm"]].append((r[x], r[metric], r.get(f"{metric}_std") or 0.0))
         for arm, points in sorted(lines.items()):
             xs, ys, errs = zip(*sorted(points))
-            ax.errorbar(xs, ys, yerr=errs, marker="o", ms=3, capsize=2, label=arm)
+            ax.errorbar(xs, ys, yerr=errs, marker="o", ms=3, capsize=2, label=arm, color=colours[arm])
         if floor and floor.get(value) is not None:
             ax.axhline(floor[value], color="gray", ls="--", lw=1, label="real vs real, same n")
         ax.set(title=f"{title}{panel} = {value}", xlabel=x, ylabel=metric, xscale=xscale, yscale=yscale)
@@ -104,7 +119,8 @@ def metric_curves(summary: list[dict], metric: str, x: str, panel: str, path: Pa
     return True
 
 
-def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str, floor: float | None = None) -> bool:
+def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str, floor: float | None = None,
+             colours: dict | None = None) -> bool:
     """One line per arm through its guidance scales, e.g. FID against class accuracy, with `floor` (the
     real-vs-real value at the same n) as a horizontal line; False (no file) when no arm has two or more scales."""
     lines = defaultdict(list)
@@ -113,10 +129,11 @@ def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str, floor:
             lines[r["arm"]].append((r["guidance"], r[x], r[y]))
     if not any(len(points) > 1 for points in lines.values()):
         return False
+    colours = colours or arm_colours(lines)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for arm, points in sorted(lines.items()):
         points.sort()
-        ax.plot([p[1] for p in points], [p[2] for p in points], marker="o", ms=4, label=arm)
+        ax.plot([p[1] for p in points], [p[2] for p in points], marker="o", ms=4, label=arm, color=colours[arm])
         for w, px, py in points:
             ax.annotate(f"w={w:g}", (px, py), fontsize=6, xytext=(3, 3), textcoords="offset points")
     if floor is not None:
@@ -128,11 +145,14 @@ def tradeoff(summary: list[dict], x: str, y: str, path: Path, title: str, floor:
     return True
 
 
-def bars(values: dict[str, tuple[float, float]], ylabel: str, title: str, path: Path) -> None:
+def bars(values: dict[str, tuple[float, float]], ylabel: str, title: str, path: Path,
+         colours: dict | None = None) -> None:
     """name -> (value, error) as a bar chart with error bars."""
     names = sorted(values)
+    colours = colours or arm_colours(names)
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names)), 4))
-    ax.bar(range(len(names)), [values[n][0] for n in names], yerr=[values[n][1] for n in names], capsize=3)
+    ax.bar(range(len(names)), [values[n][0] for n in names], yerr=[values[n][1] for n in names], capsize=3,
+           color=[colours[n] for n in names])
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=7)
     low = min(values[n][0] - values[n][1] for n in names)
     ax.set(ylabel=ylabel, title=title, ylim=(max(0, low * 0.95), None))

@@ -19,6 +19,7 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
                  grid_sampler: Sampler) -> list[str]:
     """Writes the figures into `out` and returns the names of those drawn."""
     figures = []
+    colours = plots.arm_colours(sorted({run.arm for run in runs}))  # one colour per arm in every figure
     last_step = {arm: max(r["train_step"] for r in summary if r["arm"] == arm) for arm in {r["arm"] for r in summary}}
     final = [r for r in summary if r["train_step"] == last_step[r["arm"]]]
     at_w = [r for r in final if r["guidance"] == cfg.main_guidance]
@@ -26,7 +27,7 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
     for metric in ("fid", "kid", "fid_judge2"):
         name = f"{metric}_vs_steps.png"
         if plots.metric_curves(at_w, metric, "steps", "sampler", out / name, floors if metric == "fid" else None,
-                               title=f"last checkpoint, w={cfg.main_guidance:g}, n={cfg.n}: "):
+                               title=f"last checkpoint, w={cfg.main_guidance:g}, n={cfg.n}: ", colours=colours):
             figures.append(name)
     # Training length and guidance are read at one sampler, DDIM at the grids' step count (50 by default).
     ddim = [r for r in summary if r["sampler"] == "ddim" and r["steps"] == cfg.grid_steps]
@@ -34,13 +35,15 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
     drawn = {
         "fid_vs_train_steps.png": plots.metric_curves(
             ddim, "fid", "train_step", "guidance", out / "fid_vs_train_steps.png",
-            {r["guidance"]: r["fid_floor"] for r in ddim}, xscale="linear", title=label, yscale="log"),
+            {r["guidance"]: r["fid_floor"] for r in ddim}, xscale="linear", title=label, yscale="log",
+            colours=colours),
         "kid_vs_train_steps.png": plots.metric_curves(
             ddim, "kid", "train_step", "guidance", out / "kid_vs_train_steps.png", xscale="linear", title=label,
-            yscale="log"),
+            yscale="log", colours=colours),
         "guidance_tradeoff.png": plots.tradeoff(
             [r for r in final if r in ddim], "class_accuracy", "fid", out / "guidance_tradeoff.png",
-            f"{label}over guidance w, last checkpoint", floor=next((r["fid_floor"] for r in ddim), None)),
+            f"{label}over guidance w, last checkpoint", floor=next((r["fid_floor"] for r in ddim), None),
+            colours=colours),
     }
     figures += [name for name, written in drawn.items() if written]
 
@@ -53,16 +56,17 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
     if curves:
         plots.val_by_log_snr({arm: [(x, statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
                                     for x, v in per.items()] for arm, per in curves.items()},
-                             out / "val_by_log_snr.png")
+                             out / "val_by_log_snr.png", colours)
         figures.append("val_by_log_snr.png")
     bpd = {r["arm"]: (r["bits_per_dim"], r.get("bits_per_dim_std") or 0.0) for r in final
            if r.get("bits_per_dim") is not None}
     if bpd:
         plots.bars(bpd, "bits/dim (lower is better)", f"variational bound, last checkpoint, {cfg.nll.n} test images",
-                   out / "bits_per_dim.png")
+                   out / "bits_per_dim.png", colours)
         figures.append("bits_per_dim.png")
-    plots.loss_curves({f"{arm} (seed {run.seed})": scalars[run.name] for arm, run in representatives.items()},
-                      out / "loss_curves.png")
+    labels = {arm: f"{arm} (seed {run.seed})" for arm, run in representatives.items()}
+    plots.loss_curves({labels[arm]: scalars[run.name] for arm, run in representatives.items()},
+                      out / "loss_curves.png", {labels[arm]: colours[arm] for arm in representatives})
     grids, seen = {}, {}
     with torch.inference_mode():
         for arm, run in sorted(representatives.items()):
@@ -86,8 +90,8 @@ def fmt(value, std=None) -> str:
 
 def write_report(cfg, runs: list[Run], summary: list[dict], figures: list[str], out: Path) -> None:
     floors = sorted({(r["n"], r["fid_floor"]) for r in summary if r.get("fid_floor") is not None})
-    columns = ["arm", "train_step", "sampler", "steps", "guidance", "seeds", "fid", "fid_floor", "kid",
-               "class_accuracy", "fid_judge2", "kid_judge2", "bits_per_dim"]
+    columns = ["arm", "train_step", "sampler", "steps", "guidance", "guidance_interval", "nfe", "seeds", "fid",
+               "fid_floor", "kid", "class_accuracy", "fid_judge2", "kid_judge2", "bits_per_dim"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in summary:
         lines.append("| " + " | ".join(fmt(r.get(c), r.get(f"{c}_std")) for c in columns) + " |")

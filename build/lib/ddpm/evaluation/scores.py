@@ -73,7 +73,8 @@ class Judge:
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.classifier.features(batch) for batch in self.batches(images)])
 
-    def distances(self, images: torch.Tensor | None = None, seed: int = 0, features: torch.Tensor | None = None) -> dict[str, float]:
+    def distances(self, images: torch.Tensor | None = None, seed: int = 0,
+                  features: torch.Tensor | None = None) -> dict[str, float]:
         features = self.features(images) if features is None else features
         self.fid.reset()
         self.kid.reset()
@@ -102,7 +103,8 @@ class SampleScorer:
                  kid_subset_size: int = 1000, device: torch.device | str = "cpu"):
         if isinstance(classifiers, MNISTClassifier):
             classifiers = {"judge": classifiers}
-        self.judges = {name: Judge(c, real_images, batch_size, kid_subset_size, device) for name, c in classifiers.items()}
+        self.judges = {name: Judge(c, real_images, batch_size, kid_subset_size, device)
+                       for name, c in classifiers.items()}
         self.main = next(iter(self.judges.values()))
         self.floor_images = floor_images
         self.floor_subsets = floor_subsets
@@ -143,6 +145,7 @@ class SampleScorer:
             per_judge = {}
             for name, judge in self.judges.items():
                 runs = [judge.distances(self.floor_images[k * n : (k + 1) * n]) for k in range(subsets)]
-                per_judge[name] = {"fid": sum(r["fid"] for r in runs) / subsets, "kid": sum(r["kid"] for r in runs) / subsets}
+                per_judge[name] = {"fid": sum(r["fid"] for r in runs) / subsets,
+                                   "kid": sum(r["kid"] for r in runs) / subsets}
             self._floors[n] = self._suffixed(per_judge, "_floor")
         return self._floors[n]

@@ -25,18 +25,24 @@ def build_scorer(data, classifier: str, classifier2: str | None = None, floor_su
     return SampleScorer(judges, test_images, floor_images=train_images, floor_subsets=floor_subsets, device=device)
 
 
-def sample_images(module, sampler, n: int, guidance: float, seed: int, batch_size: int):
-    """n 8-bit samples (labels cycling 0-9 for a conditional module), the labels, and the seconds it took."""
+def sample_images(module, sampler, n: int, guidance: float, seed: int, batch_size: int,
+                  guidance_interval: tuple[float, float] | None = None):
+    """n 8-bit samples (labels cycling 0-9 for a conditional module), the labels, the seconds it took, and the
+    network evaluations per image."""
     labels = cycling_labels(n) if module.conditional else None
     start = time.perf_counter()
-    images = generate(module, sampler, n, labels, guidance if labels is not None else 0.0, seed, batch_size=batch_size).images
-    if images.is_cuda:
+    result = generate(module, sampler, n, labels, guidance, seed, batch_size=batch_size,
+                      guidance_interval=guidance_interval)
+    if result.images.is_cuda:
         torch.cuda.synchronize()
-    return quantize(to_pixels(images.cpu())), labels, time.perf_counter() - start
+    return quantize(to_pixels(result.images.cpu())), labels, time.perf_counter() - start, result.nfe
 
 
-def score_sampler(module, sampler, scorer: SampleScorer, n: int, guidance: float, seed: int, batch_size: int) -> dict:
-    """Scores of n samples, the real-vs-real floor at the same n (when the scorer has floor images), and timing."""
-    images, labels, seconds = sample_images(module, sampler, n, guidance, seed, batch_size)
+def score_sampler(module, sampler, scorer: SampleScorer, n: int, guidance: float, seed: int, batch_size: int,
+                  guidance_interval: tuple[float, float] | None = None) -> dict:
+    """Scores of n samples, the real-vs-real floor at the same n (when the scorer has floor images), timing, and
+    the network evaluations per image (`nfe`)."""
+    images, labels, seconds, nfe = sample_images(module, sampler, n, guidance, seed, batch_size, guidance_interval)
     floor = scorer.floor(n) if scorer.floor_images is not None else {}
-    return {**scorer.score(images, labels), **floor, "sampling_seconds": seconds, "images_per_second": n / seconds}
+    return {**scorer.score(images, labels), **floor, "sampling_seconds": seconds, "images_per_second": n / seconds,
+            "nfe": nfe}

@@ -1,5 +1,5 @@
-"""Scoring the points of a compare report on one run: each checkpoint loaded once, each (sampler, steps, guidance)
-sampled and scored once, bits/dim per checkpoint, all through the run's score cache."""
+"""Scoring the points of a compare report on one run: each checkpoint loaded once, each (sampler, steps, guidance,
+guidance interval) sampled and scored once, bits/dim per checkpoint, all through the run's score cache."""
 
 import logging
 from collections import defaultdict
@@ -13,6 +13,8 @@ from ddpm.evaluation.cache import ScoreCache
 from ddpm.evaluation.points import Point
 from ddpm.evaluation.runs import Run, checkpoints
 from ddpm.evaluation.scoring import score_sampler
+from ddpm.sampling.generate import cycling_labels
+from ddpm.sampling.guidance import Guided, show_interval
 from ddpm.sampling.samplers import Sampler
 from ddpm.training.checkpoint import load_checkpoint, load_module
 
@@ -20,15 +22,16 @@ log = logging.getLogger(__name__)
 
 
 def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, scorer, test_images, device,
-              make_sampler: Callable[[str, int | None], Sampler]) -> list[dict]:
+              make_sampler: Callable[[str], Sampler]) -> list[dict]:
     """One row per (checkpoint, point) of this run; sampled and scored unless cached. `first`: the run is its arm's
     first seed (points with seeds=first are scored only there)."""
     cache = ScoreCache(run.path, cfg)
-    wanted = defaultdict(dict)  # checkpoint -> the points to score there, each (sampler, steps, guidance) once
+    # checkpoint -> the points to score there, each (sampler, steps, guidance, interval) once
+    wanted = defaultdict(dict)
     for point in points:
         if point.seeds == "all" or first:
             for ckpt in checkpoints(run.path, point.checkpoints):
-                wanted[ckpt].setdefault((point.sampler, point.steps, point.guidance), point)
+                wanted[ckpt].setdefault((point.sampler, point.steps, point.guidance, point.guidance_interval), point)
     rows = []
     for ckpt, ckpt_points in wanted.items():
         module = None
@@ -57,26 +60,34 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
                 log.info(f"{run.name} step {train_step}: {nll['bits_per_dim']:.4f} +- "
                          f"{nll['bits_per_dim_stderr']:.4f} bits/dim")
         for point in ckpt_points.values():
-            what = f"{point.sampler}-{point.steps}-w{point.guidance:g}"
+            interval = show_interval(point.guidance_interval)
+            # Points without an interval keep the cache keys of the scores cached before intervals existed.
+            what = f"{point.sampler}-{point.steps}-w{point.guidance:g}" + (f"-i{interval}" if interval else "")
             scores = cache.get(ckpt, what)
-            if scores is None:
+            if scores is None or "nfe" not in scores:
                 m = loaded()
                 T = m.diffusion.timesteps
                 steps = T if point.steps == "T" else point.steps
                 if steps > T:
                     continue  # a step count beyond this run's T (e.g. 1000-step points on a T = 300 run)
-                all_steps = point.sampler.startswith("ddpm") and steps == T
-                sampler = make_sampler(point.sampler, None if all_steps else steps)
+                sampler = make_sampler(point.sampler)
+                timesteps = sampler.set_timesteps(steps, T)
+                if scores is not None:  # cached before NFE was recorded: it follows from the steps, no sampling
+                    labels = cycling_labels(cfg.n) if m.conditional else None  # as score_sampler's
+                    guided = Guided(m.net, labels, point.guidance, point.guidance_interval, m.diffusion.log_snr)
+                    scores = cache.put(ckpt, what, {**scores, "nfe": guided.planned_nfe(timesteps)})
+            if scores is None:
                 with torch.inference_mode():
-                    scores = score_sampler(m, sampler, scorer, cfg.n, point.guidance if m.conditional else 0.0,
-                                           cfg.seed, cfg.batch_size)
+                    scores = score_sampler(m, sampler, scorer, cfg.n, point.guidance, cfg.seed, cfg.batch_size,
+                                           point.guidance_interval)
                 cache.put(ckpt, what, scores)
                 log.info(f"{run.name} step {train_step} {what}: FID {scores['fid']:.2f} "
                          f"(floor {scores['fid_floor']:.2f}), KID {scores['kid']:.4f}, "
                          f"accuracy {scores.get('class_accuracy', float('nan')):.3f}, "
-                         f"{scores['images_per_second']:.0f} img/s")
+                         f"{scores['images_per_second']:.0f} img/s, {scores['nfe']} NFE")
             steps = run.T if point.steps == "T" else point.steps
             rows.append({"run": run.name, "arm": run.arm, "schedule": run.schedule, "loss": run.loss, "T": run.T,
                          "seed": run.seed, "budget": run.budget, "train_step": train_step, "sampler": point.sampler,
-                         "steps": steps, "guidance": point.guidance, "n": cfg.n, **nll, **scores})
+                         "steps": steps, "guidance": point.guidance, "guidance_interval": interval, "n": cfg.n, **nll,
+                         **scores})
     return rows

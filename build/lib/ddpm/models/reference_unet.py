@@ -20,7 +20,8 @@ class ReferenceUNet(nn.Module):
         self.emb = nn.Embedding(11, 256)
         self.time = nn.Linear(128, 256)
         conv = lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1)  # noqa: E731
-        down, up = [(1, 128), (128, 128), (128, 256), (256, 512), (512, 512)], [(512, 512), (512, 256), (256, 128), (128, 128), (128, 128)]
+        down = [(1, 128), (128, 128), (128, 256), (256, 512), (512, 512)]
+        up = [(512, 512), (512, 256), (256, 128), (128, 128), (128, 128)]
         self.down = nn.ModuleList(conv(a, b) for a, b in down)
         self.mid = conv(512, 512)
         self.up = nn.ModuleList(conv(a, b) for a, b in up)

@@ -32,12 +32,14 @@ def check_shape(channels, channel_mults, num_res_blocks, attention, num_classes,
     width in HEADS, and every level but the last halves the feature maps."""
     integer("model.channels", channels, low=2)
     if channels % 2:
-        raise refuse("model.channels", channels, "an even number (it is the width of the sinusoidal time embedding), e.g. 48")
+        raise refuse("model.channels", channels,
+                     "an even number (it is the width of the sinusoidal time embedding), e.g. 48")
     if isinstance(channel_mults, (str, bytes)) or not hasattr(channel_mults, "__len__") or not len(channel_mults):
         raise refuse("model.channel_mults", channel_mults, "a list of positive integers, one per level, e.g. [1,2,2]")
     for mult in channel_mults:
         if not isinstance(mult, int) or isinstance(mult, bool) or mult < 1:
-            raise refuse("model.channel_mults", channel_mults, "a list of positive integers, one per level, e.g. [1,2,2]")
+            raise refuse("model.channel_mults", channel_mults,
+                         "a list of positive integers, one per level, e.g. [1,2,2]")
     positive_int("model.num_res_blocks", num_res_blocks)
     boolean("model.attention", attention)
     if attention and (channels * channel_mults[-1]) % HEADS:
@@ -156,16 +158,19 @@ class UNet(nn.Module):
                 if skip_stem_and_downsample:
                     skip_widths.append(ch)
 
-        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), *( [SelfAttention(ch)] if attention else []), ResBlock(ch, ch, emb_dim, dropout)])
+        attend = [SelfAttention(ch)] if attention else []
+        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), *attend, ResBlock(ch, ch, emb_dim, dropout)])
 
         self.up = nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
             for _ in range(num_res_blocks + skip_stem_and_downsample):
-                self.up.append(self._block(ch + skip_widths.pop(), width, emb_dim, dropout, attention and level == last))
+                self.up.append(self._block(ch + skip_widths.pop(), width, emb_dim, dropout,
+                                           attention and level == last))
                 ch = width
             if level != 0:
                 # Convolve before upsampling: the same receptive field at a quarter of the cost.
-                self.up.append(nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.Upsample(scale_factor=2, mode="nearest")))
+                self.up.append(nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1),
+                                             nn.Upsample(scale_factor=2, mode="nearest")))
 
         self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, patch_channels, 3, padding=1)))
 

@@ -28,13 +28,6 @@ def cycling_labels(n: int, digit: int | None = None) -> torch.Tensor:
     return torch.full((n,), digit) if digit is not None else torch.arange(n) % 10
 
 
-def sampling_guidance(module, guidance: float, unconditional: bool = False) -> float:
-    """The guidance scale a request samples with: classifier-free guidance mixes a class-conditional prediction with
-    the unconditional one, so unconditional sampling (unconditional=true, or a model with model.num_classes=0) has
-    nothing to guide and samples with w = 0 whatever guidance says; sample, evaluate and compare share this rule."""
-    return guidance if module.conditional and not unconditional else 0.0
-
-
 def generate(
     module,
     sampler: Sampler,
@@ -46,13 +39,13 @@ def generate(
     batch_size: int = 500,
     trajectory_frames: int = 0,
     progress=None,
+    guidance_interval: tuple[float, float] | None = None,
 ) -> SampleResult:
-    """n images in [-1, 1] (and, if asked, the trajectory of every image) on the module's device.
-    Guidance applies only to a conditional module given labels."""
+    """n images in [-1, 1] (and, if asked, the trajectory of every image) on the module's device, with the
+    sampler's current step count. Guidance applies only given labels (ddpm.sampling.guidance)."""
     device = module.device
     noise = fixed_noise(n, seed)
-    guidance = guidance if labels is not None else 0.0
-    images, trajectories = [], []
+    images, trajectories, nfe = [], [], 0
     for k, start in enumerate(range(0, n, batch_size)):
         stop = min(start + batch_size, n)
         result = sampler.sample(
@@ -65,8 +58,10 @@ def generate(
             generator=stream(seed, 1 + k),
             trajectory_frames=trajectory_frames,
             progress=progress,
+            guidance_interval=guidance_interval,
         )
         images.append(result.images)
         trajectories.append(result.trajectory)
+        nfe = result.nfe  # per image, the same in every batch
     trajectory = [(t, torch.cat([traj[i][1] for traj in trajectories])) for i, (t, _) in enumerate(trajectories[0])]
-    return SampleResult(torch.cat(images), trajectory)
+    return SampleResult(torch.cat(images), trajectory, nfe)

@@ -1,8 +1,9 @@
 """Reverse-process samplers. Each one picks the timesteps it visits and how to step from x_t to x_{t_prev};
-the loop, classifier-free guidance and x0 clipping are shared.
+the loop, classifier-free guidance (ddpm.sampling.guidance.Guided) and x0 clipping are shared.
 
-Guidance follows Ho & Salimans 2022: out = cond + w * (cond - uncond); w = 0 is plain conditional sampling.
-The conditional and unconditional predictions come from one batched forward pass.
+A sampler is built from conf/sampler/<name>.yaml with its own default step count (`steps`); `set_timesteps(n, T)`
+chooses the count of the runs to come once the schedule's T is known, as diffusers' `set_timesteps`: n = None keeps
+the default, n = T is every timestep (for DDPM, the original process). The coefficients come from GaussianDiffusion.
 """
 
 import math
@@ -12,6 +13,7 @@ import torch
 
 from ddpm.diffusion.gaussian import GaussianDiffusion
 from ddpm.errors import ConfigError
+from ddpm.sampling.guidance import Guided
 from ddpm.validation import integer, number, one_of
 
 
@@ -19,20 +21,22 @@ from ddpm.validation import integer, number, one_of
 class SampleResult:
     images: torch.Tensor  # x_0 in [-1, 1]
     trajectory: list = field(default_factory=list)  # (t, x_t) pairs, first = pure noise, last = x_0
-
-
-def guided_output(model, x: torch.Tensor, t: torch.Tensor, labels, guidance: float) -> torch.Tensor:
-    if labels is None or guidance == 0:
-        return model(x, t, labels)
-    null = torch.full_like(labels, model.null_label)
-    cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
-    return cond + guidance * (cond - uncond)
+    nfe: int = 0  # network evaluations per image (a guided step costs two)
 
 
 class Sampler:
+    steps: int | None  # the step count of the runs to come: the config's default until set_timesteps changes it
+
     def timesteps(self, T: int) -> list[int]:
         """The timesteps visited, in decreasing order."""
-        raise NotImplementedError
+        return evenly_spaced(T, self.steps)
+
+    def set_timesteps(self, steps: int | None, T: int) -> list[int]:
+        """Sample with `steps` steps from now on (None: keep the sampler's own default); the timesteps it visits.
+        Refuses a count outside 1..T in one line."""
+        if steps is not None:
+            self.steps = check_steps(steps)
+        return self.timesteps(T)
 
     def step(self, diffusion, x, x0, eps, t, t_prev, generator):
         raise NotImplementedError
@@ -52,24 +56,26 @@ class Sampler:
         generator: torch.Generator | None = None,
         trajectory_frames: int = 0,
         progress=None,
+        guidance_interval: tuple[float, float] | None = None,
     ) -> SampleResult:
         """Run the reverse process from `noise`. Randomness comes only from `generator` (CPU), so a seed fixes
-        the result. `progress` wraps the step iterator (e.g. tqdm)."""
-        number("guidance", guidance, low=0, hint=" (0: no guidance; 2 is a good start)")
+        the result. `progress` wraps the step iterator (e.g. tqdm). Guidance w applies with labels only, and with
+        `guidance_interval` = [lo, hi] only at the steps whose log-SNR lies in it (ddpm.sampling.guidance)."""
+        guided = Guided(model, labels, guidance, guidance_interval, diffusion.log_snr)
         steps = self.timesteps(diffusion.timesteps)
-        record = set(torch.linspace(0, len(steps) - 1, trajectory_frames - 1).round().long().tolist()) if trajectory_frames > 1 else set()
+        frames = torch.linspace(0, len(steps) - 1, trajectory_frames - 1) if trajectory_frames > 1 else torch.zeros(0)
+        record = set(frames.round().long().tolist())
         self.reset()
         x = noise
         trajectory = [(diffusion.timesteps, x.cpu())] if record else []
         pairs = list(zip(steps, steps[1:] + [-1]))
         for i, (t_now, t_prev) in enumerate(progress(pairs) if progress else pairs):
             t = torch.full((x.shape[0],), t_now, device=x.device, dtype=torch.long)
-            out = guided_output(model, x, t, labels, guidance)
-            x0, eps = diffusion.split_prediction(out, x, t, clip=clip_x0)
+            x0, eps = diffusion.split_prediction(guided(x, t_now), x, t, clip=clip_x0)
             x = self.step(diffusion, x, x0, eps, t_now, t_prev, generator)
             if i in record:
                 trajectory.append((max(t_prev, 0), x.cpu()))
-        return SampleResult(x.clamp(-1, 1) if clip_x0 else x, trajectory)
+        return SampleResult(x.clamp(-1, 1) if clip_x0 else x, trajectory, guided.nfe)
 
 
 def _randn_like(x: torch.Tensor, generator) -> torch.Tensor:
@@ -78,17 +84,18 @@ def _randn_like(x: torch.Tensor, generator) -> torch.Tensor:
 
 
 def evenly_spaced(T: int, steps: int | None) -> list[int]:
-    """`steps` timesteps from T-1 down to 0, evenly spaced (all T when steps is None)."""
-    if steps is None:
+    """`steps` timesteps from T-1 down to 0, evenly spaced (all T when steps is None or T)."""
+    if steps is None or steps == T:
         return list(range(T - 1, -1, -1))
     if steps > T:
         raise ConfigError(f"steps={steps} exceeds the schedule's {T} timesteps: use steps <= {T}")
     return torch.linspace(T - 1, 0, steps).round().long().tolist()
 
 
-def _check_steps(steps, optional: bool = False) -> int | None:
-    # The schedule's T is known only when sampling starts; evenly_spaced refuses steps > T then.
-    allowed = "an integer from 1 to the schedule's timesteps" + (", or null for all of them" if optional else "")
+def check_steps(steps, optional: bool = False, null: str = "all of them") -> int | None:
+    """A step count: 1 or more (the schedule's T is known only when sampling starts; evenly_spaced refuses steps > T
+    then), or None when optional, which means `null`."""
+    allowed = "an integer from 1 to the schedule's timesteps" + (f", or null for {null}" if optional else "")
     return integer("steps", steps, low=1, optional=optional, allowed=allowed)
 
 
@@ -98,11 +105,8 @@ class DDPMSampler(Sampler):
     'posterior' (beta~_t, the lower bound) or 'beta' (beta_t, the upper bound)."""
 
     def __init__(self, steps: int | None = None, variance: str = "posterior"):
-        self.steps = _check_steps(steps, optional=True)
+        self.steps = check_steps(steps, optional=True)
         self.variance = one_of("sampler.variance", variance, ("posterior", "beta"))
-
-    def timesteps(self, T: int) -> list[int]:
-        return evenly_spaced(T, self.steps)
 
     def step(self, diffusion, x, x0, eps, t, t_prev, generator):
         batch = lambda value: torch.full((x.shape[0],), value, dtype=torch.long)  # noqa: E731
@@ -121,16 +125,12 @@ class DDIMSampler(Sampler):
     down to 0. eta = 0 is deterministic; eta = 1 is DDPM with the posterior variance."""
 
     def __init__(self, steps: int = 50, eta: float = 0.0):
-        self.steps = _check_steps(steps)
+        self.steps = check_steps(steps)
         # Above 1, sigma would exceed the noise level of the step's target and the formula stops being DDIM's.
         self.eta = number("sampler.eta", eta, 0, 1, hint=" (0: deterministic, 1: DDPM-like)")
 
-    def timesteps(self, T: int) -> list[int]:
-        return evenly_spaced(T, self.steps)
-
     def step(self, diffusion, x, x0, eps, t, t_prev, generator):
-        ab = diffusion.schedule.alphas_cumprod[t].item()
-        ab_prev = diffusion.schedule.alphas_cumprod[t_prev].item() if t_prev >= 0 else 1.0
+        ab, ab_prev = diffusion.alpha_bar(t), diffusion.alpha_bar(t_prev)
         sigma = self.eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
         x_prev = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
         if sigma > 0 and t_prev >= 0:
@@ -142,35 +142,61 @@ class DDIMSampler(Sampler):
 
 
 class DPMSolverSampler(Sampler):
-    """DPM-Solver++(2M) (Lu et al. 2022): a second-order multistep solver of the diffusion ODE in the data
-    (x0) prediction, stepping in lambda = log(alpha / sigma), over the same evenly spaced timesteps as DDIM.
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): a second-order multistep solver of the diffusion ODE in the
+    data (x0) prediction, stepping in lambda = log(alpha / sigma), over the same evenly spaced timesteps as DDIM.
     Deterministic; 10-20 steps compete with DDIM's 50. The first step is first order (no history yet), and so
     are the last two ("lower order final"): the step into t = 0, where lambda grows fastest and extrapolating
-    from the previous step overshoots, and the one to the clean sample (lambda = infinity)."""
+    from the previous step overshoots, and the one to the clean sample (lambda = infinity). order=1 is
+    DPM-Solver++1, which is DDIM at eta = 0 written in lambda."""
 
-    def __init__(self, steps: int = 20):
-        self.steps = _check_steps(steps)
+    def __init__(self, steps: int = 20, order: int = 2):
+        self.steps = check_steps(steps)
+        self.order = one_of("sampler.order", order, (1, 2))
         self.reset()
 
     def reset(self):
         self._previous = None  # (x0 prediction, step size h) of the step before
 
-    def timesteps(self, T: int) -> list[int]:
-        return evenly_spaced(T, self.steps)
-
     def step(self, diffusion, x, x0, eps, t, t_prev, generator):
         if t_prev < 0:
             return x0
-        ab, ab_prev = diffusion.schedule.alphas_cumprod[t].item(), diffusion.schedule.alphas_cumprod[t_prev].item()
+        ab, ab_prev = diffusion.alpha_bar(t), diffusion.alpha_bar(t_prev)
         alpha_prev, sigma, sigma_prev = ab_prev**0.5, (1 - ab) ** 0.5, (1 - ab_prev) ** 0.5
         h = 0.5 * (math.log(ab_prev / (1 - ab_prev)) - math.log(ab / (1 - ab)))
         denoised = x0
-        if self._previous is not None and t_prev > 0:
+        if self.order == 2 and self._previous is not None and t_prev > 0:
+            # D0 + D1 / 2 with D1 = (x0 - x0_before) / r: the x0 prediction extrapolated linearly in lambda from the
+            # step before to the middle of this one (the "midpoint" form of Algorithm 2).
             x0_before, h_before = self._previous
             r = h_before / h
             denoised = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_before
         self._previous = (x0, h)
+        return self.update(x, denoised, alpha_prev, sigma, sigma_prev, h, generator)
+
+    def update(self, x, denoised, alpha_prev, sigma, sigma_prev, h, generator):
+        """The ODE's linear part integrated exactly with the data prediction held at `denoised` over the step
+        (Lu et al. 2022, eq. 9 with x_theta constant): x' = (sigma' / sigma) x - alpha' (e^-h - 1) denoised."""
         return (sigma_prev / sigma) * x - alpha_prev * math.expm1(-h) * denoised
 
     def __repr__(self) -> str:
-        return f"DPMSolverSampler(steps={self.steps})"
+        return f"{type(self).__name__}(steps={self.steps}" + (", order=1)" if self.order == 1 else ")")
+
+
+class SDEDPMSolverSampler(DPMSolverSampler):
+    """SDE-DPM-Solver++(2M) (Lu et al. 2022, the SDE solvers of their appendix; diffusers'
+    algorithm_type="sde-dpmsolver++"): the same multistep data prediction as DPM-Solver++(2M), but a solver of the
+    reverse SDE instead of the ODE, so every step but the last adds fresh noise. Stochastic: it forgets the errors
+    of earlier steps, which tends to help at 20-50 steps and more. order=1 (SDE-DPM-Solver++1) is DDPM's
+    posterior step, i.e. DDIM at eta = 1, written in lambda."""
+
+    def update(self, x, denoised, alpha_prev, sigma, sigma_prev, h, generator):
+        # The reverse SDE in lambda solved with its linear part exact (Lu et al. 2022, the SDE counterpart of eq. 9):
+        #     x' = (sigma' / sigma) e^-h x + 2 alpha' int e^-2(lambda' - lambda) x_theta dlambda
+        #          + sigma' sqrt(1 - e^-2h) z
+        # with z ~ N(0, I). x_theta held at `denoised` makes the integral alpha' (1 - e^-2h) denoised: twice the ODE's
+        # pull towards the data prediction, balanced by the noise the Brownian term accumulates over the step. As
+        # e^-2h = (alpha sigma')^2 / (sigma alpha')^2, that noise's variance sigma'^2 (1 - e^-2h) is the posterior's
+        # beta~ of the step (hence order 1 = DDPM).
+        decay = -math.expm1(-2 * h)  # 1 - e^-2h, without cancellation at small h
+        drift = (sigma_prev / sigma * math.exp(-h)) * x + (alpha_prev * decay) * denoised
+        return drift + sigma_prev * math.sqrt(decay) * _randn_like(x, generator)

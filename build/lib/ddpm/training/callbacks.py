@@ -12,6 +12,7 @@ from torch.optim.swa_utils import get_ema_avg_fn
 from ddpm.data.images import grid, save_grid
 from ddpm.errors import ConfigError
 from ddpm.sampling.generate import generate
+from ddpm.sampling.guidance import check_interval
 from ddpm.sampling.samplers import Sampler
 from ddpm.validation import boolean, integer, number, text
 
@@ -30,7 +31,8 @@ class EMAValidationCallback(L.Callback):
     def setup(self, trainer, pl_module, stage):
         averaging = [i for i, c in enumerate(trainer.callbacks) if isinstance(c, WeightAveraging)]
         if averaging and trainer.callbacks.index(self) > averaging[0]:
-            raise ConfigError(f"{type(self).__name__} must come before the EMA callback in callbacks, or it sees the raw weights")
+            raise ConfigError(f"{type(self).__name__} must come before the EMA callback in callbacks, or it sees the "
+                              f"raw weights")
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if not trainer.sanity_checking and trainer.is_global_zero:
@@ -44,16 +46,19 @@ class SampleGrid(EMAValidationCallback):
     """A 10x10 grid (row k = digit k, the same noise every time) at every validation, logged to TensorBoard and
     saved as `dirpath/step_XXXXXX.png`."""
 
-    def __init__(self, sampler: Sampler, dirpath: str, guidance: float = 2.0, seed: int = 0, clip_x0: bool = True):
+    def __init__(self, sampler: Sampler, dirpath: str, guidance: float = 2.0, seed: int = 0, clip_x0: bool = True,
+                 guidance_interval: list[float] | None = None):
         self.sampler = sampler
         self.dirpath = Path(text("callbacks.sample_grid.dirpath", dirpath))
         self.guidance = number("callbacks.sample_grid.guidance", guidance, low=0, hint=" (0: no guidance)")
         self.seed = integer("callbacks.sample_grid.seed", seed, low=0, high=2**32 - 1)
         self.clip_x0 = boolean("callbacks.sample_grid.clip_x0", clip_x0)
+        self.guidance_interval = check_interval("callbacks.sample_grid.guidance_interval", guidance_interval)
 
     def on_ema_validation_end(self, trainer, pl_module):
         labels = grid_labels() if pl_module.conditional else None
-        images = generate(pl_module, self.sampler, 100, labels, self.guidance, self.seed, self.clip_x0).images
+        images = generate(pl_module, self.sampler, 100, labels, self.guidance, self.seed, self.clip_x0,
+                          guidance_interval=self.guidance_interval).images
         save_grid(images, self.dirpath / f"step_{trainer.global_step:06d}.png")
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):

@@ -7,6 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ddpm.data.images import to_unit_range
 from ddpm.diffusion.gaussian import GaussianDiffusion
 from ddpm.errors import NonFiniteError
 from ddpm.validation import boolean, integer, number, probability
@@ -28,11 +29,6 @@ def set_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> Non
 
 def _plain(config) -> dict:
     return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
-
-
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels in [0, 255] -> float in [-1, 1]."""
-    return images.float() / 127.5 - 1
 
 
 class DiffusionModule(L.LightningModule):
@@ -72,7 +68,7 @@ class DiffusionModule(L.LightningModule):
         self.net = instantiate(net)
         if channels_last:
             # oneDNN's NHWC convolution kernels: 7-23% more training throughput for the 716k UNet and 6% for the 11M
-            # reference on this project's CPU; about even for today's `small` (README, "Speed").
+            # reference on this project's CPU; about even for today's `small` (docs/speed.md).
             self.net.to(memory_format=torch.channels_last)
         self.diffusion = GaussianDiffusion(instantiate(schedule), prediction, min_snr_gamma)
         self._resumed_rng: dict | None = None
