@@ -40,7 +40,8 @@ def load_checkpoint(path: str | Path) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path} was refused: it holds objects other than tensors and plain data ({first})") from None
+        raise CheckpointError(f"checkpoint {path} was refused: it holds objects other than tensors and plain data "
+                              f"({first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(unreadable.format(type(e).__name__)) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
@@ -86,7 +87,8 @@ def check_resumable(path: str | Path, module: DiffusionModule, trainer: L.Traine
         if saved.get(part, {}).get(key) != value
     ]
     if saved.get("prediction") != module.hparams.prediction:
-        differences.append(f"module.prediction: checkpoint {saved.get('prediction')!r}, this run {module.hparams.prediction!r}")
+        differences.append(f"module.prediction: checkpoint {saved.get('prediction')!r}, "
+                           f"this run {module.hparams.prediction!r}")
     if differences:
         raise CheckpointError(
             f"checkpoint {path} was trained with another config ({'; '.join(differences)}): resume with "
@@ -125,5 +127,6 @@ def load_module(path: str | Path, ema: bool = True) -> DiffusionModule:
     try:
         module.load_state_dict(weights)
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {path} does not match its own model config: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"checkpoint {path} does not match its own model config: "
+                              f"{str(e).splitlines()[0]}") from None
     return module.eval()
