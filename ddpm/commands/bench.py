@@ -29,6 +29,7 @@ from ddpm.diffusion.gaussian import GaussianDiffusion
 from ddpm.diffusion.schedules import CosineSchedule
 from ddpm.errors import ConfigError
 from ddpm.models.reference_unet import ReferenceUNet
+from ddpm.progress import Progress
 from ddpm.sampling.guidance import Guided
 from ddpm.sampling.samplers import Sampler
 
@@ -145,7 +146,10 @@ def bench(cfg: DictConfig) -> dict:
     samplers = {name: instantiate(sampler) for name, sampler in (cfg.get("samplers") or {}).items()}
     if cfg.data.root:
         result["data_seconds_per_batch"] = data_seconds_per_batch(cfg)
-    for name, model in build_models(cfg.models).items():
+    models = build_models(cfg.models)
+    measured = Progress(sum(len(cfg.variants) if name in cfg.variant_models else 1 for name in models), "bench",
+                        unit="measurement")
+    for name, model in models.items():
         entry = {"params": sum(p.numel() for p in model.parameters()), "flops_per_image": flops_per_image(model)}
         for variant in cfg.variants if name in cfg.variant_models else ["fp32"]:
             m, autocast = prepare(model, variant, device)
@@ -156,6 +160,7 @@ def bench(cfg: DictConfig) -> dict:
             entry[variant] = speeds
             rates = ", ".join(f"{k.removesuffix('_images_per_s')} {v:.2f}" for k, v in speeds.items())
             log.info(f"{name:>9} {variant:>13}: {rates} img/s")
+            measured.update()
         result["models"][name] = entry
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":

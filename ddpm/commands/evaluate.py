@@ -35,7 +35,8 @@ def evaluate(cfg: DictConfig) -> dict:
     guidance = guidance_scale(cfg.guidance, module.conditional)
     interval = check_interval("guidance_interval", cfg.guidance_interval)
     with torch.inference_mode():
-        scores = score_sampler(module, sampler, scorer, cfg.n, guidance, cfg.seed, cfg.batch_size, interval)
+        scores = score_sampler(module, sampler, scorer, cfg.n, guidance, cfg.seed, cfg.batch_size, interval,
+                               what="sampling")
     result = {"ckpt": str(cfg.ckpt), "sampler": repr(sampler), "timesteps": module.diffusion.timesteps, "n": cfg.n,
               "guidance": guidance, "guidance_interval": show_interval(interval) or None, "seed": cfg.seed, **scores}
     log.info(f"{scores['nfe']} network evaluations per image")

@@ -1,6 +1,7 @@
 """sample(cfg): draw digits from a checkpoint. `sample.py` at the top only wraps it."""
 
 import logging
+import math
 from functools import partial
 from pathlib import Path
 
@@ -8,13 +9,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torchvision.utils import save_image
-from tqdm import tqdm
 
 from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_request
 from ddpm.cli.runtime import check_writable, resolve_device, save_run_config
 from ddpm.data.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
 from ddpm.errors import ConfigError
+from ddpm.progress import Progress
 from ddpm.sampling.generate import cycling_labels, generate
 from ddpm.sampling.guidance import check_interval, guidance_scale, show_interval
 from ddpm.training.checkpoint import load_module
@@ -59,7 +60,8 @@ def sample(cfg: DictConfig) -> dict:
         clip_x0=cfg.clip_x0,
         batch_size=cfg.batch_size,
         trajectory_frames=cfg.trajectory_frames if cfg.trajectory else 0,
-        progress=lambda steps: tqdm(steps, desc="sampling", unit="step"),
+        progress=Progress(math.ceil(cfg.n / cfg.batch_size) * len(sampler.timesteps(module.diffusion.timesteps)),
+                          "sampling").wrap,
     )
 
     log.info(f"{result.nfe} network evaluations per image")

@@ -88,17 +88,19 @@ def step_terms(net, diffusion: GaussianDiffusion, x0: torch.Tensor, t: torch.Ten
 @torch.inference_mode()
 def bits_per_dim(net, diffusion: GaussianDiffusion, images: torch.Tensor, labels: torch.Tensor | None = None,
                  draws: int = 1, exact: bool = False, variance: str = "posterior", batch_size: int = 250,
-                 seed: int = 0, device: torch.device | str = "cpu", head: int = 20, tail: int = 5) -> dict:
+                 seed: int = 0, device: torch.device | str = "cpu", head: int = 20, tail: int = 5,
+                 progress=None) -> dict:
     """The bound for uint8 images (N x 1 x 28 x 28) in bits per dimension: {"bits_per_dim", "stderr", "n",
     "per_image"}. labels=None scores a conditional network with its null label, i.e. the unconditional model
-    that classifier-free guidance trains along."""
+    that classifier-free guidance trains along. `progress` wraps the iterator over the batches (Progress.wrap)."""
     if variance not in VARIANCES:
         raise ValueError(f"variance={variance!r}: use one of {', '.join(VARIANCES)}")
     T = diffusion.timesteps
     generator = torch.Generator().manual_seed(seed)
     dims = images[0].numel()
     per_image = []
-    for start in range(0, len(images), batch_size):
+    batches = range(0, len(images), batch_size)
+    for start in progress(batches) if progress else batches:
         x0 = (images[start : start + batch_size].double() / 127.5 - 1).to(device)
         batch_labels = labels[start : start + batch_size].to(device) if labels is not None else None
         total = prior_kl(diffusion, x0)

@@ -2,6 +2,7 @@
 (n samples of one sampler at one guidance scale), with the real-vs-real floor at the same n. Used by
 `ddpm.commands.evaluate`, `ddpm.commands.compare` and the metrics callback."""
 
+import math
 import time
 
 import torch
@@ -10,6 +11,7 @@ from ddpm.data.images import to_pixels
 from ddpm.data.mnist import load_mnist_split
 from ddpm.evaluation.judge import load_classifier
 from ddpm.evaluation.scores import SampleScorer, quantize
+from ddpm.progress import Progress
 from ddpm.sampling.generate import cycling_labels, generate
 
 
@@ -26,23 +28,28 @@ def build_scorer(data, classifier: str, classifier2: str | None = None, floor_su
 
 
 def sample_images(module, sampler, n: int, guidance: float, seed: int, batch_size: int,
-                  guidance_interval: tuple[float, float] | None = None):
+                  guidance_interval: tuple[float, float] | None = None, what: str | None = None):
     """n 8-bit samples (labels cycling 0-9 for a conditional module), the labels, the seconds it took, and the
-    network evaluations per image."""
+    network evaluations per image. With `what`, the sampling shows its progress under that name."""
     labels = cycling_labels(n) if module.conditional else None
+    progress = None
+    if what:
+        steps = len(sampler.timesteps(module.diffusion.timesteps))
+        progress = Progress(math.ceil(n / batch_size) * steps, what).wrap
     start = time.perf_counter()
     result = generate(module, sampler, n, labels, guidance, seed, batch_size=batch_size,
-                      guidance_interval=guidance_interval)
+                      guidance_interval=guidance_interval, progress=progress)
     if result.images.is_cuda:
         torch.cuda.synchronize()
     return quantize(to_pixels(result.images.cpu())), labels, time.perf_counter() - start, result.nfe
 
 
 def score_sampler(module, sampler, scorer: SampleScorer, n: int, guidance: float, seed: int, batch_size: int,
-                  guidance_interval: tuple[float, float] | None = None) -> dict:
+                  guidance_interval: tuple[float, float] | None = None, what: str | None = None) -> dict:
     """Scores of n samples, the real-vs-real floor at the same n (when the scorer has floor images), timing, and
-    the network evaluations per image (`nfe`)."""
-    images, labels, seconds, nfe = sample_images(module, sampler, n, guidance, seed, batch_size, guidance_interval)
+    the network evaluations per image (`nfe`). With `what`, the sampling shows its progress under that name."""
+    images, labels, seconds, nfe = sample_images(module, sampler, n, guidance, seed, batch_size, guidance_interval,
+                                                 what)
     floor = scorer.floor(n) if scorer.floor_images is not None else {}
     return {**scorer.score(images, labels), **floor, "sampling_seconds": seconds, "images_per_second": n / seconds,
             "nfe": nfe}

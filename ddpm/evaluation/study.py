@@ -2,6 +2,7 @@
 guidance interval) sampled and scored once, bits/dim per checkpoint, all through the run's score cache."""
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ from ddpm.evaluation.cache import ScoreCache
 from ddpm.evaluation.points import Point
 from ddpm.evaluation.runs import Run, checkpoints
 from ddpm.evaluation.scoring import score_sampler
+from ddpm.progress import Progress
 from ddpm.sampling.generate import cycling_labels
 from ddpm.sampling.guidance import Guided, show_interval
 from ddpm.sampling.samplers import Sampler
@@ -52,9 +54,11 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
             nll = cache.get(ckpt, what)
             if nll is None:
                 m = loaded()
+                batches = Progress(math.ceil(cfg.nll.n / cfg.batch_size), f"{run.name} step {train_step} bits/dim",
+                                   unit="batch")
                 result = bits_per_dim(m.net, m.diffusion, test_images[: cfg.nll.n], draws=cfg.nll.draws,
                                       variance=cfg.nll.variance, batch_size=cfg.batch_size, seed=cfg.seed,
-                                      device=device)
+                                      device=device, progress=batches.wrap)
                 nll = cache.put(ckpt, what, {"bits_per_dim": result["bits_per_dim"],
                                              "bits_per_dim_stderr": result["stderr"]})
                 log.info(f"{run.name} step {train_step}: {nll['bits_per_dim']:.4f} +- "
@@ -79,7 +83,7 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
             if scores is None:
                 with torch.inference_mode():
                     scores = score_sampler(m, sampler, scorer, cfg.n, point.guidance, cfg.seed, cfg.batch_size,
-                                           point.guidance_interval)
+                                           point.guidance_interval, what=f"{run.name} step {train_step} {what}")
                 cache.put(ckpt, what, scores)
                 log.info(f"{run.name} step {train_step} {what}: FID {scores['fid']:.2f} "
                          f"(floor {scores['fid_floor']:.2f}), KID {scores['kid']:.4f}, "
