@@ -8,6 +8,7 @@ from ddpm.commands.bench import bench
 from ddpm.errors import ConfigError
 
 
+@pytest.mark.slow
 def test_bench_measures_small_against_the_reference_unet(tmp_path, real_mnist):
     cfg = compose_train(
         tmp_path,

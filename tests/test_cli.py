@@ -10,6 +10,9 @@ import pytest
 import torch
 from conftest import FAST, ROOT, run_script
 
+# Exit statuses and output of the commands as processes, a sweep, DDP, kill -9: all of it the slow tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, real_mnist):

@@ -73,6 +73,7 @@ def test_wrong_file_reports_expected_md5(synthetic_mnist):
         load_mnist_split(synthetic_mnist, "train", download=False, check_md5=True)
 
 
+@pytest.mark.slow
 def test_uncompressed_copies_are_md5_checked_too(tmp_path, synthetic_mnist, real_mnist):
     plain = tmp_path / "plain" / "MNIST" / "raw"
     plain.mkdir(parents=True)
@@ -95,6 +96,7 @@ def test_not_an_idx_file(tmp_path):
         load_mnist_split(tmp_path, "test", download=False, check_md5=False)
 
 
+@pytest.mark.slow
 def test_real_mnist(real_mnist):
     images, labels = load_mnist_split(real_mnist, "test", download=False)
     assert images.shape == (10000, 1, 28, 28) and labels.bincount().tolist()[:2] == [980, 1135]

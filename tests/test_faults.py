@@ -149,6 +149,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(data, tmp_pat
     assert all(torch.isfinite(w).all() for w in kept["current_model_state"].values())
 
 
+@pytest.mark.slow
 def test_kill_during_saves_never_leaves_a_broken_checkpoint(tmp_path):
     """A process that keeps rewriting one 16 MB checkpoint is killed at once: the file must load whole."""
     path = tmp_path / "last.ckpt"

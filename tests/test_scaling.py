@@ -20,6 +20,7 @@ def job_folders(sweep: Path) -> list[Path]:
     return sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+@pytest.mark.slow
 def test_submitit_local_runs_the_jobs_at_the_same_time(tmp_path, real_mnist):
     sweep = tmp_path / "sweep"
     steps = [a for a in FAST if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=20", "trainer.val_check_interval=10"]
@@ -53,6 +54,7 @@ def search(tmp_path_factory, real_mnist):
     return logs, args
 
 
+@pytest.mark.slow
 def test_optuna_search_writes_best_parameters_and_value(search):
     logs, _ = search
     results = OmegaConf.load(logs / "first" / "optimization_results.yaml")
@@ -65,6 +67,7 @@ def test_optuna_search_writes_best_parameters_and_value(search):
     assert len(job_folders(logs / "first")) == 2
 
 
+@pytest.mark.slow
 def test_optuna_search_continues_its_study(search):
     logs, args = search
     run_script("train.py", *args, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={logs / 'again'}")
@@ -75,6 +78,7 @@ def test_optuna_search_continues_its_study(search):
     assert trials[2].params != trials[0].params
 
 
+@pytest.mark.slow
 def test_optuna_refuses_a_study_of_another_search_space(search):
     logs, args = search
     other = ["optimized_metric=val_by_t/0.00-0.10", "hydra.sweeper.direction=maximize"]
@@ -107,6 +111,7 @@ def test_a_killed_search_continues_with_its_missing_trials(tmp_path):
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
 
 
+@pytest.mark.slow
 def test_ddp_spawn_inside_a_sweep(tmp_path, real_mnist):
     sweep = tmp_path / "sweep"
     proc = run_script("train.py", "-m", "schedule=linear,cosine", "trainer=ddp_spawn", "trainer.devices=2", *FAST, f"data.root={real_mnist}", f"hydra.sweep.dir={sweep}")
@@ -118,6 +123,7 @@ def test_ddp_spawn_inside_a_sweep(tmp_path, real_mnist):
         assert ckpt["rng_states"]["cpu"].shape[0] == 2  # one generator state per rank
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     # Lightning's auto strategy on two devices is DDP through its script launcher: refused, as trainer=ddp is.
     (["trainer.devices=2"], "error: trainer.strategy=auto (DDP on 2 devices) cannot run under -m"),
