@@ -59,12 +59,33 @@ def test_cosine_keeps_more_signal_than_linear_midway():
     assert CosineSchedule(1000).log_snr()[500] > LinearSchedule(1000).log_snr()[500] + 1
 
 
+def paper_beta(schedule: NoiseSchedule, t: int) -> float:
+    """beta_t by the formulas of the papers (the oracles of the tests above), for a schedule of any of the three
+    families with the parameters it holds."""
+    T = schedule.timesteps
+    if isinstance(schedule, LinearSchedule):
+        return schedule.beta_start + (schedule.beta_end - schedule.beta_start) * t / (T - 1)
+    if isinstance(schedule, CosineSchedule):
+        ratio = cosine_alpha_bar(t + 1, T, schedule.s) / cosine_alpha_bar(t, T, schedule.s)
+    else:
+        bar = lambda u: sigmoid_alpha_bar(u, schedule.start, schedule.end, schedule.tau)  # noqa: E731
+        ratio = bar((t + 1) / T) / bar(t / T)
+    return min(1 - ratio, schedule.max_beta)
+
+
 @pytest.mark.parametrize("yaml", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_schedule_yaml_instantiates(yaml):
+def test_every_schedule_yaml_builds_its_papers_schedule(yaml):
+    """conf/schedule/<name>.yaml, as `schedule=<name>` instantiates it: the paper's schedule at T = 1000, and every
+    value of the yaml reaches it (changing one changes the betas)."""
     cfg = OmegaConf.load(yaml)
-    cfg.timesteps = 37
     schedule = instantiate(cfg)
-    assert isinstance(schedule, NoiseSchedule) and schedule.timesteps == 37 and schedule.betas.shape == (37,)
+    assert isinstance(schedule, NoiseSchedule) and schedule.timesteps == 1000 and schedule.betas.shape == (1000,)
+    for t in (0, 1, 250, 500, 998, 999):
+        assert schedule.betas[t].item() == pytest.approx(paper_beta(schedule, t), rel=1e-9, abs=1e-15), t
+    for key in set(cfg) - {"_target_", "timesteps"}:
+        changed = OmegaConf.merge(cfg, {key: cfg[key] * 0.99 if key == "max_beta" else cfg[key] * 1.1})
+        assert not torch.equal(instantiate(changed).betas, schedule.betas), key
+    assert instantiate(OmegaConf.merge(cfg, {"timesteps": 37})).betas.shape == (37,)
 
 
 @pytest.mark.parametrize(
