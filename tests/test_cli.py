@@ -26,7 +26,7 @@ def sweep(tmp_path_factory, real_mnist):
 def test_two_schedule_sweep_gives_two_run_folders(sweep):
     runs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name[:2] for p in runs] == ["0_", "1_"]
-    assert all("model-tiny" in p.name and "data.root" not in p.name for p in runs)
+    assert all("debug-tiny" in p.name and "data.root" not in p.name for p in runs)
     # A list value without "[", "," or "]", so that the path passes back as ckpt=PATH (the sample tests do that)
     assert all("+model.channel_mults-1_2_2+" in p.name and not set("[],=") & set(p.name) for p in runs)
     assert ["schedule-linear" in p.name for p in runs] == [True, False]

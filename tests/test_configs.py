@@ -20,7 +20,8 @@ from ddpm.models.unet import UNet
 from ddpm.sampling.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler
 from ddpm.training.module import DiffusionModule
 
-GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml")) for group in ("schedule", "model", "data", "trainer", "logger", "callbacks", "paths")}
+GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+          for group in ("schedule", "model", "data", "trainer", "logger", "callbacks", "paths")}
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 COMMANDS = sorted(p.stem for p in CONF.glob("*.yaml"))
 SAMPLERS = sorted(p.stem for p in (CONF / "sampler").glob("*.yaml"))
@@ -51,7 +52,8 @@ def test_every_command_config_composes_and_resolves(command, tmp_path):
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, options in GROUPS.items() for o in options])
 def test_every_group_option_builds_a_training_run(group, option, data, tmp_path):
-    cfg = compose_train(tmp_path / "run", [*TINY, *CPU, f"{group}={option}", f"data.root={data}", "data.check_md5=false"])
+    cfg = compose_train(tmp_path / "run", [*TINY, *CPU, f"{group}={option}", f"data.root={data}",
+                                           "data.check_md5=false"])
     module, *_ = build_training(cfg, tmp_path)
     if group == "model":
         assert module.net.time_dim == cfg.model.channels
@@ -61,7 +63,8 @@ def test_every_group_option_builds_a_training_run(group, option, data, tmp_path)
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_builds_a_training_run(experiment, data, tmp_path):
-    cfg = compose_train(tmp_path / "run", [f"experiment={experiment}", *CPU, f"data.root={data}", "data.check_md5=false"])
+    cfg = compose_train(tmp_path / "run", [f"experiment={experiment}", *CPU, f"data.root={data}",
+                                           "data.check_md5=false"])
     module, datamodule, trainer = build_training(cfg, tmp_path)
     assert trainer.max_steps == cfg.trainer.max_steps and datamodule.batch_size == cfg.data.batch_size
     assert module.hparams.lr == cfg.module.lr
@@ -72,7 +75,8 @@ def test_callbacks_take_their_samplers_from_the_sampler_group(tmp_path):
     grid, metrics = instantiate(cfg.callbacks.sample_grid.sampler), instantiate(cfg.callbacks.sample_metrics.sampler)
     assert isinstance(grid, DDIMSampler) and grid.steps == 20 and grid.eta == 0.0
     assert isinstance(metrics, DDIMSampler) and metrics.steps == 20
-    other = compose_train(tmp_path / "run", ["sampler@callbacks.sample_grid.sampler=dpmpp", "callbacks.sample_grid.sampler.steps=8"])
+    other = compose_train(tmp_path / "run", ["sampler@callbacks.sample_grid.sampler=dpmpp",
+                                             "callbacks.sample_grid.sampler.steps=8"])
     assert repr(instantiate(other.callbacks.sample_grid.sampler)) == "DPMSolverSampler(steps=8)"
 
 
@@ -81,12 +85,16 @@ def test_callbacks_take_their_samplers_from_the_sampler_group(tmp_path):
     "sampler, default, kind", [("ddim", 50, DDIMSampler), ("ddpm", None, DDPMSampler), ("dpmpp", 20, DPMSolverSampler)]
 )
 def test_each_sampler_owns_its_default_steps_and_steps_overrides_it(command, sampler, default, kind, tmp_path):
-    built = instantiate(compose_train(tmp_path / "run", [f"sampler={sampler}"], config_name=command).sampler)
-    assert isinstance(built, kind) and built.steps == default
-    assert len(built.timesteps(1000)) == (default or 1000)
-    respaced = instantiate(compose_train(tmp_path / "run", [f"sampler={sampler}", "steps=50"], config_name=command).sampler)
+    def built(*overrides):
+        cfg = compose_train(tmp_path / "run", [f"sampler={sampler}", *overrides], config_name=command)
+        return instantiate(cfg.sampler)
+
+    own = built()
+    assert isinstance(own, kind) and own.steps == default
+    assert len(own.timesteps(1000)) == (default or 1000)
+    respaced = built("steps=50")
     assert respaced.steps == 50 and len(respaced.timesteps(1000)) == 50
-    explicit = instantiate(compose_train(tmp_path / "run", [f"sampler={sampler}", "steps=50", "sampler.steps=7"], config_name=command).sampler)
+    explicit = built("steps=50", "sampler.steps=7")
     assert explicit.steps == 7
 
 
@@ -102,7 +110,8 @@ TRAIN_REFUSALS = [
     (["schedule=sigmoid", "schedule.start=5"], "schedule.start=5 is invalid: use a number < 3 (below schedule.end)"),
     (["model.channels=7"], "model.channels=7 is invalid: use an even number"),
     (["model.channels=0"], "model.channels=0 is invalid: use an integer >= 2"),
-    (["model.attention=true", "model.channels=10", "model.channel_mults=[1,1,1]"], "model.channels=10 is invalid: use a multiple of 4"),
+    (["model.attention=true", "model.channels=10", "model.channel_mults=[1,1,1]"],
+     "model.channels=10 is invalid: use a multiple of 4"),
     (["model.channel_mults=[1,0]"], "model.channel_mults=[1,0] is invalid"),
     (["model.channel_mults=[1,2,2,2]"], "model.channel_mults=[1,2,2,2] is invalid: use fewer levels"),
     (["model.num_res_blocks=0"], "model.num_res_blocks=0 is invalid: use an integer >= 1"),
@@ -143,12 +152,15 @@ TRAIN_REFUSALS = [
     (["trainer.precision=8"], "trainer.precision=8 is invalid: use one of"),
     (["trainer.enable_progress_bar=no"], "trainer.enable_progress_bar=no is invalid: use true or false"),
     (["trainer.devices=0"], "trainer: Lightning refuses these settings: `Trainer(devices=0)`"),
-    (["trainer.accelerator=tpu2"], "trainer: Lightning refuses these settings: You selected an invalid accelerator name"),
+    (["trainer.accelerator=tpu2"],
+     "trainer: Lightning refuses these settings: You selected an invalid accelerator name"),
     (["callbacks.ema.decay=1"], "callbacks.ema.decay=1 is invalid: use a number in (0, 1)"),
-    (["callbacks.periodic_checkpoint.every_n_train_steps=0"], "callbacks.periodic_checkpoint.every_n_train_steps=0 is invalid"),
+    (["callbacks.periodic_checkpoint.every_n_train_steps=0"],
+     "callbacks.periodic_checkpoint.every_n_train_steps=0 is invalid"),
     (["callbacks.sample_grid.guidance=-1"], "callbacks.sample_grid.guidance=-1 is invalid: use a number >= 0"),
     (["callbacks.sample_grid.seed=-1"], "callbacks.sample_grid.seed=-1 is invalid"),
-    (["callbacks.sample_grid.sampler.steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps"),
+    (["callbacks.sample_grid.sampler.steps=0"],
+     "steps=0 is invalid: use an integer from 1 to the schedule's timesteps"),
     (["callbacks.sample_grid.sampler.eta=2"], "sampler.eta=2 is invalid: use a number in [0, 1]"),
     (["sampler@callbacks.sample_grid.sampler=ddpm", "callbacks.sample_grid.sampler.variance=fixed"],
      "sampler.variance=fixed is invalid: use one of posterior, beta"),
@@ -179,7 +191,8 @@ REQUEST_REFUSALS = [
     (["ema=2"], "ema=2 is invalid: use true or false"),
     (["device=gpu"], "device=gpu is invalid: use auto, cpu, cuda or cuda:N"),
     (["steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps"),
-    (["sampler=ddpm", "steps=0"], "steps=0 is invalid: use an integer from 1 to the schedule's timesteps, or null for all of them"),
+    (["sampler=ddpm", "steps=0"],
+     "steps=0 is invalid: use an integer from 1 to the schedule's timesteps, or null for all of them"),
     (["steps=-5"], "steps=-5 is invalid"),
     (["steps=many"], "steps=many is invalid"),
     (["sampler=ddpm", "steps=2.5"], "steps=2.5 is invalid"),
@@ -217,7 +230,8 @@ def test_sample_and_evaluate_refuse_each_bad_option(command, overrides, message,
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_device_without_cuda_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="device=cuda is invalid: use auto or cpu: no CUDA device is visible"):
-        sample(compose_train(tmp_path / "run", [f"ckpt={tmp_path / 'never_read.ckpt'}", "device=cuda"], config_name="sample"))
+        sample(compose_train(tmp_path / "run", [f"ckpt={tmp_path / 'never_read.ckpt'}", "device=cuda"],
+                             config_name="sample"))
 
 
 @pytest.mark.slow
@@ -264,7 +278,8 @@ COMPARE_REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize("overrides, message", COMPARE_REFUSALS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+@pytest.mark.parametrize("overrides, message", COMPARE_REFUSALS,
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_compare_refuses_each_bad_option_before_reading_a_run(overrides, message, tmp_path):
     from ddpm.commands.compare import compare
 

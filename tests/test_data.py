@@ -10,7 +10,8 @@ from ddpm.data.mnist import MNISTDataModule, MNISTFileError, load_mnist_split
 
 
 def test_datamodule_on_synthetic_idx(synthetic_mnist):
-    dm = MNISTDataModule(root=str(synthetic_mnist), download=False, check_md5=False, batch_size=32, val_size=50, val_timesteps=5)
+    dm = MNISTDataModule(root=str(synthetic_mnist), download=False, check_md5=False, batch_size=32, val_size=50,
+                         val_timesteps=5)
     dm.prepare_data()
     dm.setup("fit")
     images, labels = next(iter(dm.train_dataloader()))

@@ -57,7 +57,8 @@ def test_fid_orders_real_noise_and_constant(judge, mnist):
 def test_kid_floor_quantisation_and_second_judge(judge, mnist):
     _, (train_x, _), (test_x, _) = mnist
     classifier = load_classifier(judge[0])
-    scorer = SampleScorer({"judge": classifier, "other": classifier}, test_x[:2000], floor_images=train_x[:4000], floor_subsets=4)
+    scorer = SampleScorer({"judge": classifier, "other": classifier}, test_x[:2000], floor_images=train_x[:4000],
+                          floor_subsets=4)
     real = scorer.score(train_x[4000:4500])
     noise = scorer.score(torch.rand(500, 1, 28, 28))
     # KID: near 0 for real digits (unbiased, so it can be slightly negative), large for noise, with a spread
@@ -86,8 +87,8 @@ def two_seeds(mnist, tmp_path_factory):
 
 def test_evaluate_writes_json(judge, mnist, two_seeds, tmp_path):
     ckpt = next(p for p in two_seeds.iterdir() if p.is_dir()) / "checkpoints" / "last.ckpt"
-    proc = run_script("ddpm.commands.evaluate", f"ckpt={ckpt}", "n=30", "steps=5", f"classifier={judge[0]}", f"classifier2={judge[0]}",
-                      f"data.root={mnist[0]}", f"hydra.run.dir={tmp_path}")
+    proc = run_script("ddpm.commands.evaluate", f"ckpt={ckpt}", "n=30", "steps=5", f"classifier={judge[0]}",
+                      f"classifier2={judge[0]}", f"data.root={mnist[0]}", f"hydra.run.dir={tmp_path}")
     result = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("fid", "fid_floor", "kid", "kid_std", "fid_judge2", "class_accuracy", "confidence", "class_entropy",
                 "sampling_seconds", "images_per_second"):
@@ -105,8 +106,9 @@ def test_compare_writes_report(judge, mnist, two_seeds, tmp_path):
             f"classifier={judge[0]}", f"classifier2={judge[0]}", f"data.root={mnist[0]}", f"results={results}"]
     run_script("ddpm.commands.compare", *args, f"hydra.run.dir={tmp_path / 'report'}")
     out = tmp_path / "report"
-    for name in ("report.md", "results.csv", "summary.csv", "fid_vs_steps.png", "kid_vs_steps.png", "fid_vs_train_steps.png",
-                 "val_by_log_snr.png", "bits_per_dim.png", "loss_curves.png", "schedules.png", "grids.png"):
+    for name in ("report.md", "results.csv", "summary.csv", "fid_vs_steps.png", "kid_vs_steps.png",
+                 "fid_vs_train_steps.png", "val_by_log_snr.png", "bits_per_dim.png", "loss_curves.png", "schedules.png",
+                 "grids.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader(open(out / "results.csv")))
     runs = sorted(p.name for p in two_seeds.iterdir() if p.is_dir())
@@ -135,5 +137,6 @@ def test_compare_writes_report(judge, mnist, two_seeds, tmp_path):
 def test_compare_refuses_an_unknown_sampler_before_sampling(mnist, two_seeds, tmp_path):
     proc = run_script("ddpm.commands.compare", f"runs={two_seeds}", "points=[{sampler:ddimm,steps:[5]}]",
                       f"data.root={mnist[0]}", f"hydra.run.dir={tmp_path / 'r'}", check=False)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: points: sampler=ddimm is unknown")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: points: sampler=ddimm is unknown")
     assert not (tmp_path / "r").exists()

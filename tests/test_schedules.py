@@ -18,7 +18,8 @@ def test_linear_matches_ho_et_al():
     for t in (0, 1, 499, 998, 999):
         assert s.betas[t].item() == pytest.approx(1e-4 + (0.02 - 1e-4) * t / 999, rel=1e-12)
     # alpha_bar_t = prod_{s<=t} (1 - beta_s)
-    assert s.alphas_cumprod[9].item() == pytest.approx(math.prod(1 - (1e-4 + (0.02 - 1e-4) * k / 999) for k in range(10)), rel=1e-12)
+    expected = math.prod(1 - (1e-4 + (0.02 - 1e-4) * k / 999) for k in range(10))
+    assert s.alphas_cumprod[9].item() == pytest.approx(expected, rel=1e-12)
 
 
 def test_linear_rescales_ends_by_1000_over_T():
@@ -45,7 +46,8 @@ def test_cosine_matches_nichol_dhariwal(T):
     assert s.alphas_cumprod[T // 2 - 1].item() == pytest.approx(cosine_alpha_bar(T // 2, T), rel=1e-9)
 
 
-@pytest.mark.parametrize("schedule", [LinearSchedule(1000), CosineSchedule(1000), SigmoidSchedule(1000), LinearSchedule(40), CosineSchedule(2)])
+@pytest.mark.parametrize("schedule", [LinearSchedule(1000), CosineSchedule(1000), SigmoidSchedule(1000),
+                                      LinearSchedule(40), CosineSchedule(2)])
 def test_alpha_bar_strictly_decreasing_in_unit_interval(schedule):
     ab = schedule.alphas_cumprod
     assert ab.dtype == torch.float64 and len(ab) == schedule.timesteps
@@ -95,10 +97,12 @@ def test_every_schedule_yaml_builds_its_papers_schedule(yaml):
         (lambda: CosineSchedule(0), "schedule.timesteps=0 is invalid"),
         (lambda: CosineSchedule(10.5), "schedule.timesteps=10.5 is invalid"),
         (lambda: CosineSchedule("many"), "schedule.timesteps=many is invalid"),
-        (lambda: LinearSchedule(1000, beta_start=0.02, beta_end=1e-4), "schedule.beta_start=0.02 is invalid: use a number in (0, 0.0001)"),
+        (lambda: LinearSchedule(1000, beta_start=0.02, beta_end=1e-4),
+         "schedule.beta_start=0.02 is invalid: use a number in (0, 0.0001)"),
         (lambda: LinearSchedule(1000, beta_start=0.0), "schedule.beta_start=0.0 is invalid"),
         (lambda: LinearSchedule(1000, beta_end=1.0), "schedule.beta_end=1.0 is invalid: use a number in (0, 1)"),
-        (lambda: LinearSchedule(10, beta_end=0.2), "schedule.beta_end=0.2 is invalid: use a value below 0.01 with schedule.timesteps=10"),
+        (lambda: LinearSchedule(10, beta_end=0.2),
+         "schedule.beta_end=0.2 is invalid: use a value below 0.01 with schedule.timesteps=10"),
         (lambda: CosineSchedule(1000, s=0.0), "schedule.s=0.0 is invalid: use a number > 0"),
         (lambda: CosineSchedule(1000, s=-0.5), "schedule.s=-0.5 is invalid"),
         (lambda: CosineSchedule(1000, max_beta=1), "schedule.max_beta=1 is invalid: use a number in (0, 1)"),
@@ -127,7 +131,8 @@ def sigmoid_alpha_bar(u: float, start=-3.0, end=3.0, tau=1.0) -> float:
 def test_sigmoid_matches_reference_values(T, start, end, tau):
     s = SigmoidSchedule(T, start=start, end=end, tau=tau)
     for t in (0, 1, T // 4, T // 2, T - 2):
-        expected = min(1 - sigmoid_alpha_bar((t + 1) / T, start, end, tau) / sigmoid_alpha_bar(t / T, start, end, tau), 0.999)
+        ratio = sigmoid_alpha_bar((t + 1) / T, start, end, tau) / sigmoid_alpha_bar(t / T, start, end, tau)
+        expected = min(1 - ratio, 0.999)
         assert s.betas[t].item() == pytest.approx(expected, rel=1e-9)
     assert s.betas[-1].item() == pytest.approx(0.999)  # alpha_bar(1) = 0: clipped
     # alpha_bar_t is the product of the capped betas, which equals alpha_bar((t + 1) / T) while no beta is capped.

@@ -34,7 +34,8 @@ def test_train_writes_checkpoints_events_and_grids(trained):
     table = CosineSchedule(100).log_snr()
     reachable = [v for v in range(-8, 9, 2) if (table - v).abs().min() <= 0.5]
     assert -8 in reachable and 6 in reachable and 8 not in reachable
-    assert sorted(k for k in metrics if k.startswith("val_at_logsnr/")) == sorted(f"val_at_logsnr/{v:+d}" for v in reachable)
+    assert sorted(k for k in metrics if k.startswith("val_at_logsnr/")) == sorted(
+        f"val_at_logsnr/{v:+d}" for v in reachable)
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     # validation at steps 3 and 6 (the last step always validates)
@@ -74,8 +75,8 @@ def test_unconditional_training_and_sampling(tmp_path, shared_synthetic_mnist, c
     """model.num_classes=0: no class embedding in the checkpoint, samples without labels, and guidance (which mixes
     a conditional prediction with the unconditional one) ignored: w = 0 whatever guidance= says; digit= refused."""
     run = tmp_path / "u"
-    cfg = compose_train(run, [*TINY, f"data.root={shared_synthetic_mnist}", "data.check_md5=false", "model.num_classes=0",
-                              "trainer.max_steps=2", "trainer.val_check_interval=2"])
+    cfg = compose_train(run, [*TINY, f"data.root={shared_synthetic_mnist}", "data.check_md5=false",
+                              "model.num_classes=0", "trainer.max_steps=2", "trainer.val_check_interval=2"])
     assert train(cfg)["val/loss"] == pytest.approx(1.0, abs=0.1)  # untrained: E[eps^2] (test_val_loss_uses_fixed_noise)
     ckpt = run / "checkpoints" / "last.ckpt"
     checkpoint = load_checkpoint(ckpt)
