@@ -8,7 +8,7 @@ from hydra._internal.utils import get_args_parser
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ddpm.cli.app import prepare_argv
+from ddpm.cli.app import check_group_choices, prepare_argv
 from ddpm.cli.runtime import user_error
 from ddpm.commands.evaluate import evaluate
 from ddpm.commands.sample import sample
@@ -243,6 +243,19 @@ def test_bad_setting_on_the_command_line_is_one_line_and_writes_nothing(tmp_path
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: data.batch_size=0 is invalid: use an integer >= 1, e.g. 128"]
     assert not run.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["schedule=cosin"], "schedule=cosin is unknown: use one of cosine, linear, sigmoid"),
+    (["debug=huge"], "debug=huge is unknown: use one of tiny"),
+    (["-m", "hydra/launcher=slurm"],
+     "hydra/launcher=slurm is unknown: use one of basic, ray, submitit_local, submitit_slurm"),
+    (["-m", "model=tiny,huge"], "model=huge is unknown: use one of base, small, tiny"),
+])
+def test_an_unknown_group_option_is_one_line_before_hydra_composes(argv, message):
+    """What run_app checks on the command line before Hydra, whose own message spans a dozen lines."""
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        check_group_choices(argv)
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,8 @@ def test_sample_from_the_resumed_run(runs, tmp_path):
 def corrupt(kind: str, ckpt, folder):
     """A checkpoint file gone wrong in one of the ways a user meets."""
     path = folder / f"{kind}.ckpt"
+    if kind == "missing":
+        return path
     if kind == "truncated":
         path.write_bytes(ckpt.read_bytes()[:5000])
     elif kind == "text":
@@ -84,6 +86,7 @@ def corrupt(kind: str, ckpt, folder):
 
 
 @pytest.mark.parametrize("kind, message", [
+    ("missing", "does not exist"),
     ("truncated", "it is truncated or not a PyTorch file"),
     ("text", "it is truncated or not a PyTorch file"),
     ("mismatched", "does not match its own model config"),
