@@ -70,6 +70,15 @@ def test_every_experiment_builds_a_training_run(experiment, data, tmp_path):
     assert module.hparams.lr == cfg.module.lr
 
 
+def test_debug_tiny_wins_over_an_experiment_and_yields_to_the_command_line(tmp_path):
+    """conf/train.yaml lists debug after experiment: `experiment=quickstart debug=tiny` is the quickstart's schedule
+    on the tiny run; what the command line says still wins over both."""
+    cfg = compose_train(tmp_path / "run", ["experiment=quickstart", "debug=tiny", "trainer.max_steps=3"])
+    assert cfg.model.channels == 12 and cfg.schedule.timesteps == 100 and cfg.trainer.accelerator == "cpu"
+    assert cfg.schedule._target_.endswith("CosineSchedule") and cfg.module.min_snr_gamma == 5
+    assert cfg.trainer.max_steps == 3 and cfg.data.train_size == 256 and cfg.callbacks.sample_grid.sampler.steps == 5
+
+
 def test_callbacks_take_their_samplers_from_the_sampler_group(tmp_path):
     cfg = compose_train(tmp_path / "run", [])
     grid, metrics = instantiate(cfg.callbacks.sample_grid.sampler), instantiate(cfg.callbacks.sample_metrics.sampler)
