@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ddpm.commands.sample import sample
-from ddpm.commands.train import train
+from ddpm.commands.train import objective, train
 from ddpm.diffusion.schedules import CosineSchedule
 from ddpm.errors import ConfigError
 from ddpm.training.checkpoint import load_checkpoint, load_module
@@ -95,6 +95,19 @@ def test_unconditional_training_and_sampling(tmp_path, shared_synthetic_mnist, c
     with pytest.raises(ConfigError, match=f"digit=3 needs class-conditional sampling, and {ckpt} is unconditional"):
         sample(compose_train(tmp_path / "digit", [f"ckpt={ckpt}", "n=4", "digit=3"], config_name="sample"))
     assert not (tmp_path / "digit").exists()
+
+
+def test_objective_is_the_optimized_metric_of_the_run(tmp_path, shared_synthetic_mnist):
+    """What `python train.py` returns to a sweeper (hparams_search=optuna): the last value of optimized_metric."""
+    run = tmp_path / "o"
+    cfg = compose_train(run, [*TINY, f"data.root={shared_synthetic_mnist}", "data.check_md5=false",
+                              "trainer.max_steps=2", "trainer.val_check_interval=2", "callbacks.sample_grid=null",
+                              "optimized_metric=val_at_t/0095"])
+    value = objective(cfg)
+    logged = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0}).Reload().Scalars("val_at_t/0095")
+    assert len(logged) == 1 and value == pytest.approx(logged[0].value)  # one validation, at the end
+    # near t = T the input is almost pure noise, and the untrained model's loss there is E[eps^2] = 1
+    assert value == pytest.approx(1.0, abs=0.15)
 
 
 def test_deterministic_is_a_trainer_key(tmp_path):
