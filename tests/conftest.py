@@ -39,13 +39,16 @@ def real_mnist() -> Path:
     return root
 
 
-def run_script(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """`python <script> args...` from the project root, as a user runs it; its output kept for the assertions."""
+def run_script(script: str, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`python <script> args...` (a file of the project root: train.py) or `python -m <script> args...` (a module:
+    ddpm.commands.compare), from the project root as a user runs it; its output kept for the assertions."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
+    target = [str(ROOT / script)] if script.endswith(".py") else ["-m", script]
+    proc = subprocess.run([sys.executable, *target, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
     return proc
 
 
@@ -67,11 +70,17 @@ def synthetic_mnist(tmp_path) -> Path:
     return make_synthetic_mnist(tmp_path / "synthetic")
 
 
-def make_synthetic_mnist(root: Path) -> Path:
-    """A tiny MNIST-shaped folder: 300 training and 100 test images of class-dependent blobs."""
+@pytest.fixture(scope="session")
+def shared_synthetic_mnist(tmp_path_factory) -> Path:
+    """One synthetic MNIST folder for every test that only reads it."""
+    return make_synthetic_mnist(tmp_path_factory.mktemp("synthetic"))
+
+
+def make_synthetic_mnist(root: Path, n_train: int = 300, n_test: int = 100) -> Path:
+    """A tiny MNIST-shaped folder: training and test images of class-dependent blobs (class k: a bar at row 4 + 2k)."""
     rng = np.random.default_rng(0)
     raw = root / "MNIST" / "raw"
-    for prefix, n in (("train", 300), ("t10k", 100)):
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
         labels = np.arange(n) % 10
         images = rng.integers(0, 50, size=(n, 28, 28))
         for i, y in enumerate(labels):
@@ -94,22 +103,11 @@ def compose_train(output_dir: Path, overrides: list[str] = (), config_name: str 
     return cfg
 
 
-TINY = [
-    "model=tiny",
-    "schedule.timesteps=100",
-    "trainer.accelerator=cpu",
-    "trainer.max_steps=6",
-    "trainer.val_check_interval=3",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.enable_progress_bar=false",
-    "data.train_size=256",
-    "data.val_size=64",
-    "data.batch_size=32",
-    "callbacks.sample_grid.sampler.steps=5",
-]
+# conf/debug/tiny.yaml (the tiny model, T = 100, 256 training images, on the CPU), trained 6 steps with two
+# validations, for the runs in this process.
+TINY = ["debug=tiny", "trainer.max_steps=6", "trainer.val_check_interval=3"]
 # The same run of 4 steps, for the README's commands run as subprocesses.
-FAST = [a for a in TINY if not a.startswith(("trainer.max_steps=", "trainer.val_check_interval="))] + [
-    "trainer.max_steps=4", "trainer.val_check_interval=2"]
+FAST = ["debug=tiny", "trainer.max_steps=4", "trainer.val_check_interval=2"]
 
 
 @pytest.fixture(autouse=True)

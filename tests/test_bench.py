@@ -8,6 +8,7 @@ from ddpm.commands.bench import bench
 from ddpm.errors import ConfigError
 
 
+@pytest.mark.slow
 def test_bench_measures_small_against_the_reference_unet(tmp_path, real_mnist):
     cfg = compose_train(
         tmp_path,
@@ -37,16 +38,16 @@ def test_bench_times_whole_guided_sampling_runs(tmp_path, monkeypatch):
         return models
 
     monkeypatch.setattr(ddpm.commands.bench, "build_models", counted)
-    cfg = compose_train(tmp_path, ["models=[small]", "variants=[fp32]", "batch_size=4", "train_repeats=1",
-                                   "sample_batch_size=8", "sample_repeats=3", "data.root=null",
+    cfg = compose_train(tmp_path, ["models=[tiny]", "variants=[fp32]", "batch_size=4", "train_repeats=1",
+                                   "sample_batch_size=8", "sample_repeats=2", "data.root=null",
                                    f"out={tmp_path}/bench.json"],
                         config_name="bench")
-    speeds = bench(cfg)["models"]["small"]["fp32"]
+    speeds = bench(cfg)["models"]["tiny"]["fp32"]
     assert "data_seconds_per_batch" not in json.loads((tmp_path / "bench.json").read_text())
     assert set(speeds) == {"train_images_per_s", "ddim50_images_per_s", "dpmpp20_images_per_s"}
     # Every step of every timed run went through the network, guided (conditional and unconditional halves in one
-    # batch of 16): 3 runs of DDIM-50 and 3 of DPM-Solver++-20, each sampler after one warm-up call.
-    assert calls.count(16) == (1 + 3 * 50) + (1 + 3 * 20)
+    # batch of 16): 2 runs of DDIM-50 and 2 of DPM-Solver++-20, each sampler after one warm-up call.
+    assert calls.count(16) == (1 + 2 * 50) + (1 + 2 * 20)
     assert speeds["dpmpp20_images_per_s"] > speeds["ddim50_images_per_s"]  # 20 network calls a run against 50
 
 

@@ -10,20 +10,23 @@ import pytest
 import torch
 from conftest import FAST, ROOT, run_script
 
+# Exit statuses and output of the commands as processes, a sweep, DDP, kill -9: all of it the slow tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, real_mnist):
     out = tmp_path_factory.mktemp("sweep")
     # model.channel_mults is tiny's own value: a list in the folder names, without changing the model
-    run_script("train.py", "-m", "schedule=linear,cosine", "model.channel_mults=[1,2,2]", *FAST, f"data.root={real_mnist}",
-        f"hydra.sweep.dir={out}")
+    run_script("train.py", "-m", "schedule=linear,cosine", "model.channel_mults=[1,2,2]", *FAST,
+               f"data.root={real_mnist}", f"hydra.sweep.dir={out}")
     return out
 
 
 def test_two_schedule_sweep_gives_two_run_folders(sweep):
     runs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name[:2] for p in runs] == ["0_", "1_"]
-    assert all("model-tiny" in p.name and "data.root" not in p.name for p in runs)
+    assert all("debug-tiny" in p.name and "data.root" not in p.name for p in runs)
     # A list value without "[", "," or "]", so that the path passes back as ckpt=PATH (the sample tests do that)
     assert all("+model.channel_mults-1_2_2+" in p.name and not set("[],=") & set(p.name) for p in runs)
     assert ["schedule-linear" in p.name for p in runs] == [True, False]
@@ -47,7 +50,8 @@ def test_sample_writes_grid_and_is_deterministic(sweep, tmp_path, sampler):
     outputs = []
     for attempt in ("a", "b"):
         out = tmp_path / attempt
-        run_script("sample.py", f"ckpt={ckpt_of(sweep)}", "n=20", f"sampler={sampler}", "steps=10", "seed=3", f"hydra.run.dir={out}")
+        run_script("sample.py", f"ckpt={ckpt_of(sweep)}", "n=20", f"sampler={sampler}", "steps=10", "seed=3",
+                   f"hydra.run.dir={out}")
         assert (out / "samples.png").is_file()
         outputs.append(torch.load(out / "samples.pt", weights_only=True))
     a, b = outputs
@@ -57,7 +61,8 @@ def test_sample_writes_grid_and_is_deterministic(sweep, tmp_path, sampler):
 
 
 def test_sample_one_digit_with_trajectory(sweep, tmp_path):
-    run_script("sample.py", f"ckpt={ckpt_of(sweep, 'cosine')}", "n=5", "digit=7", "steps=5", "trajectory=true", f"hydra.run.dir={tmp_path}")
+    run_script("sample.py", f"ckpt={ckpt_of(sweep, 'cosine')}", "n=5", "digit=7", "steps=5", "trajectory=true",
+               f"hydra.run.dir={tmp_path}")
     samples = torch.load(tmp_path / "samples.pt", weights_only=True)
     assert samples["labels"].tolist() == [7] * 5
     assert (tmp_path / "trajectory.png").is_file() and (tmp_path / "trajectory.gif").stat().st_size > 1000
@@ -73,7 +78,8 @@ def test_sample_one_digit_with_trajectory(sweep, tmp_path):
     ],
 )
 def test_sample_bad_input_is_one_line(sweep, tmp_path, args, message):
-    assert_refused(run_script("sample.py", f"ckpt={ckpt_of(sweep)}", *args, f"hydra.run.dir={tmp_path / 'out'}", check=False), message)
+    proc = run_script("sample.py", f"ckpt={ckpt_of(sweep)}", *args, f"hydra.run.dir={tmp_path / 'out'}", check=False)
+    assert_refused(proc, message)
     assert not (tmp_path / "out").exists()  # not even the empty run folder
 
 
@@ -118,7 +124,8 @@ def test_sample_bad_checkpoints_are_one_line(sweep, unconditional_ckpt, tmp_path
 
 def test_unconditional_sampling_with_the_default_guidance(sweep, unconditional_ckpt, tmp_path):
     """unconditional=true, or a model.num_classes=0 model, samples with w = 0 whatever guidance says."""
-    for name, args in (("flag", [f"ckpt={ckpt_of(sweep)}", "unconditional=true"]), ("uncond", [f"ckpt={unconditional_ckpt}"])):
+    for name, args in (("flag", [f"ckpt={ckpt_of(sweep)}", "unconditional=true"]),
+                       ("uncond", [f"ckpt={unconditional_ckpt}"])):
         run_script("sample.py", *args, "n=16", f"hydra.run.dir={tmp_path / name}")
         samples = torch.load(tmp_path / name / "samples.pt", weights_only=True)
         assert samples["images"].shape == (16, 1, 28, 28) and samples["labels"].tolist() == [-1] * 16
@@ -131,7 +138,8 @@ def test_unconditional_sampling_with_the_default_guidance(sweep, unconditional_c
 
 
 def test_missing_checkpoint(tmp_path):
-    assert_refused(run_script("sample.py", f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'out'}", check=False), "does not exist")
+    proc = run_script("sample.py", f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'out'}", check=False)
+    assert_refused(proc, "does not exist")
     assert not (tmp_path / "out").exists()
 
 
@@ -158,14 +166,16 @@ def event_files(run_dir: Path) -> list[Path]:
 def logged_steps(event_file: Path) -> list[int]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    return [e.step for e in EventAccumulator(str(event_file), size_guidance={"scalars": 0}).Reload().Scalars("train/loss")]
+    events = EventAccumulator(str(event_file), size_guidance={"scalars": 0}).Reload()
+    return [e.step for e in events.Scalars("train/loss")]
 
 
 def test_killed_run_resumes_in_its_own_folder(tmp_path, real_mnist):
     """kill -9 in the middle of a run, then `train.py resume=<run folder>` with nothing else on the command line."""
     out = tmp_path / "run"
     args = [*FAST, "trainer.max_steps=24", "trainer.val_check_interval=12", "trainer.log_every_n_steps=1",
-            "callbacks.periodic_checkpoint.every_n_train_steps=4", "callbacks.sample_grid=null", f"data.root={real_mnist}"]
+            "callbacks.periodic_checkpoint.every_n_train_steps=4", "callbacks.sample_grid=null",
+            f"data.root={real_mnist}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={out}"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -195,7 +205,8 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, real_mnist, sweep):
     """Rank 0 alone writes checkpoints; the run resumes into two processes, ends with the weights of a run that was
     never stopped, and its loss goes the way the single-process run's does."""
     out = tmp_path / "ddp"
-    proc = run_script("train.py", "trainer=ddp", "trainer.devices=2", *FAST, f"data.root={real_mnist}", f"hydra.run.dir={out}")
+    proc = run_script("train.py", "trainer=ddp", "trainer.devices=2", *FAST, f"data.root={real_mnist}",
+                      f"hydra.run.dir={out}")
     log = proc.stdout + proc.stderr
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "GLOBAL_RANK: 1, MEMBER: 2/2" in log
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
@@ -215,7 +226,8 @@ def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, real_mnist, sweep):
     # Each rank continued its own generator: the same weights as 8 steps without a stop.
     straight = tmp_path / "ddp_straight"
     eight = [a for a in FAST if not a.startswith("trainer.max_steps=")] + ["trainer.max_steps=8"]
-    run_script("train.py", "trainer=ddp", "trainer.devices=2", *eight, f"data.root={real_mnist}", f"hydra.run.dir={straight}")
+    run_script("train.py", "trainer=ddp", "trainer.devices=2", *eight, f"data.root={real_mnist}",
+               f"hydra.run.dir={straight}")
     expected = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     for name, value in expected.items():
         torch.testing.assert_close(resumed["state_dict"][name], value, rtol=1e-5, atol=1e-6, msg=name)

@@ -11,7 +11,8 @@ from ddpm.errors import MNISTFileError
 
 
 def test_datamodule_on_synthetic_idx(synthetic_mnist):
-    dm = MNISTDataModule(root=str(synthetic_mnist), download=False, check_md5=False, batch_size=32, val_size=50, val_timesteps=5)
+    dm = MNISTDataModule(root=str(synthetic_mnist), download=False, check_md5=False, batch_size=32, val_size=50,
+                         val_timesteps=5)
     dm.prepare_data()
     dm.setup("fit")
     images, labels = next(iter(dm.train_dataloader()))
@@ -74,6 +75,7 @@ def test_wrong_file_reports_expected_md5(synthetic_mnist):
         load_mnist_split(synthetic_mnist, "train", download=False, check_md5=True)
 
 
+@pytest.mark.slow
 def test_uncompressed_copies_are_md5_checked_too(tmp_path, synthetic_mnist, real_mnist):
     plain = tmp_path / "plain" / "MNIST" / "raw"
     plain.mkdir(parents=True)
@@ -96,6 +98,7 @@ def test_not_an_idx_file(tmp_path):
         load_mnist_split(tmp_path, "test", download=False, check_md5=False)
 
 
+@pytest.mark.slow
 def test_real_mnist(real_mnist):
     images, labels = load_mnist_split(real_mnist, "test", download=False)
     assert images.shape == (10000, 1, 28, 28) and labels.bincount().tolist()[:2] == [980, 1135]

@@ -101,7 +101,8 @@ def test_resume_with_more_steps_stretches_the_cosine_decay_without_a_jump(data, 
     expected = {s: at_7 * 0.5 * (1 + math.cos(math.pi * (s - 7) / (30 - 7))) for s in range(7, 30)}
     assert after == pytest.approx(expected, rel=1e-5, abs=1e-9)
     # The decay the first run had ended at step 20 with learning rate 0: more steps there would not train.
-    with pytest.raises(CheckpointError, match=r"ended its cosine learning-rate decay .* at step 20, with learning rate"):
+    ended = r"ended its cosine learning-rate decay .* at step 20, with learning rate"
+    with pytest.raises(CheckpointError, match=ended):
         train(compose_train(tmp_path / "refused", [*cosine, f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}",
                                                   "trainer.max_steps=30"]))
     assert not (tmp_path / "refused").exists()
@@ -131,7 +132,8 @@ def test_bad_checkpoint_is_refused_before_mnist_is_downloaded(tmp_path):
 def test_resume_with_another_model_config_is_refused(uninterrupted, data, tmp_path):
     start = uninterrupted / "checkpoints" / "last.ckpt"
     cfg = compose_train(tmp_path / "run", [*RUN, f"data.root={data}", f"ckpt_path={start}", "model.channels=16"])
-    with pytest.raises(CheckpointError, match=r"trained with another config \(model\.channels: checkpoint 12, this run 16\)"):
+    another = r"trained with another config \(model\.channels: checkpoint 12, this run 16\)"
+    with pytest.raises(CheckpointError, match=another):
         train(cfg)
     assert not (tmp_path / "run").exists()
 
@@ -140,13 +142,15 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(data, tmp_pat
     # An absurd learning rate: the first update makes the weights ~1e28, the next loss overflows.
     cfg = compose_train(tmp_path, [*RUN, f"data.root={data}", "module.lr=1e30", "module.warmup_steps=1",
                                    "callbacks.periodic_checkpoint.every_n_train_steps=1"])
-    with pytest.raises(NonFiniteError, match=r"training stopped at step 1: the loss is (inf|nan);.*at_001\.ckpt \(step 1\) is kept"):
+    stopped = r"training stopped at step 1: the loss is (inf|nan);.*at_001\.ckpt \(step 1\) is kept"
+    with pytest.raises(NonFiniteError, match=stopped):
         train(cfg)
     kept = load_checkpoint(tmp_path / "checkpoints" / "at_001.ckpt")
     assert kept["global_step"] == 1
     assert all(torch.isfinite(w).all() for w in kept["current_model_state"].values())
 
 
+@pytest.mark.slow
 def test_kill_during_saves_never_leaves_a_broken_checkpoint(tmp_path):
     """A process that keeps rewriting one 16 MB checkpoint is killed at once: the file must load whole."""
     path = tmp_path / "last.ckpt"

@@ -1,28 +1,25 @@
-"""The MNIST judge, FID ordering, the metrics callback, `ddpm.commands.evaluate` and `ddpm.commands.compare`."""
+"""The MNIST judge and FID ordering on real MNIST, `ddpm.commands.evaluate` and `ddpm.commands.compare` as processes
+(tests/test_scores.py has the scores and the metrics callback on small inputs, in the fast tier)."""
 
 import csv
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import ROOT, TINY, compose_train
+from conftest import TINY, run_script
 
-from ddpm.commands.train import train
 from ddpm.data.mnist import load_mnist_split
 from ddpm.evaluation.judge import accuracy, load_classifier, save_classifier, train_classifier
 from ddpm.evaluation.scores import SampleScorer
 
+# The judge is trained and scores on real MNIST: the slow tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
-def mnist(tmp_path_factory):
-    from conftest import mnist_root
-
-    root = mnist_root()
-    if not (root / "MNIST" / "raw").is_dir():
-        pytest.skip(f"no MNIST under {root}")
+def mnist(real_mnist):
+    root = real_mnist
     return root, load_mnist_split(root, "train", download=False), load_mnist_split(root, "test", download=False)
 
 
@@ -60,7 +57,8 @@ def test_fid_orders_real_noise_and_constant(judge, mnist):
 def test_kid_floor_quantisation_and_second_judge(judge, mnist):
     _, (train_x, _), (test_x, _) = mnist
     classifier = load_classifier(judge[0])
-    scorer = SampleScorer({"judge": classifier, "other": classifier}, test_x[:2000], floor_images=train_x[:4000], floor_subsets=4)
+    scorer = SampleScorer({"judge": classifier, "other": classifier}, test_x[:2000], floor_images=train_x[:4000],
+                          floor_subsets=4)
     real = scorer.score(train_x[4000:4500])
     noise = scorer.score(torch.rand(500, 1, 28, 28))
     # KID: near 0 for real digits (unbiased, so it can be slightly negative), large for noise, with a spread
@@ -78,37 +76,19 @@ def test_kid_floor_quantisation_and_second_judge(judge, mnist):
     assert scorer.score(soft)["fid"] == pytest.approx(real["fid"])
 
 
-def test_metrics_callback_logs_fid_and_keeps_the_judge_out_of_the_model(judge, mnist, tmp_path):
-    root = mnist[0]
-    cfg = compose_train(tmp_path, [*TINY, f"data.root={root}", "trainer.max_steps=3", f"callbacks.sample_metrics.classifier={judge[0]}",
-                                   "callbacks.sample_metrics.every_n_validations=1", "callbacks.sample_metrics.n=20"])
-    metrics = train(cfg)
-    assert metrics["metrics/fid"] > 0 and 0 <= metrics["metrics/class_accuracy"] <= 1
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    assert all(key.startswith(("net.", "diffusion.")) for key in ckpt["state_dict"])
-    assert all(not key.startswith(("classifier", "scorer")) for key in ckpt["current_model_state"])
-
-
-def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc
-
-
 @pytest.fixture(scope="module")
 def two_seeds(mnist, tmp_path_factory):
     """Two tiny runs that differ only by seed, from a real -m sweep."""
     out = tmp_path_factory.mktemp("seeds")
-    args = ["-m", "seed=0,1", *TINY, "schedule=cosine", "schedule.timesteps=20", f"data.root={mnist[0]}", f"hydra.sweep.dir={out}"]
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_script("train.py", "-m", "seed=0,1", *TINY, "schedule=cosine", "schedule.timesteps=20", f"data.root={mnist[0]}",
+               f"hydra.sweep.dir={out}")
     return out
 
 
 def test_evaluate_writes_json(judge, mnist, two_seeds, tmp_path):
     ckpt = next(p for p in two_seeds.iterdir() if p.is_dir()) / "checkpoints" / "last.ckpt"
-    proc = run_module("ddpm.commands.evaluate", f"ckpt={ckpt}", "n=30", "steps=5", f"classifier={judge[0]}", f"classifier2={judge[0]}",
-                      f"data.root={mnist[0]}", f"hydra.run.dir={tmp_path}")
+    proc = run_script("ddpm.commands.evaluate", f"ckpt={ckpt}", "n=30", "steps=5", f"classifier={judge[0]}",
+                      f"classifier2={judge[0]}", f"data.root={mnist[0]}", f"hydra.run.dir={tmp_path}")
     result = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("fid", "fid_floor", "kid", "kid_std", "fid_judge2", "class_accuracy", "confidence", "class_entropy",
                 "sampling_seconds", "images_per_second"):
@@ -124,10 +104,11 @@ def test_compare_writes_report(judge, mnist, two_seeds, tmp_path):
     results = tmp_path / "merged" / "results.csv"
     args = [f"runs={two_seeds}", points, "n=20", "nll.n=8", "grid_steps=5", "batch_size=20", "floor_subsets=2",
             f"classifier={judge[0]}", f"classifier2={judge[0]}", f"data.root={mnist[0]}", f"results={results}"]
-    run_module("ddpm.commands.compare", *args, f"hydra.run.dir={tmp_path / 'report'}")
+    run_script("ddpm.commands.compare", *args, f"hydra.run.dir={tmp_path / 'report'}")
     out = tmp_path / "report"
-    for name in ("report.md", "results.csv", "summary.csv", "fid_vs_steps.png", "kid_vs_steps.png", "fid_vs_train_steps.png",
-                 "val_by_log_snr.png", "bits_per_dim.png", "loss_curves.png", "schedules.png", "grids.png"):
+    for name in ("report.md", "results.csv", "summary.csv", "fid_vs_steps.png", "kid_vs_steps.png",
+                 "fid_vs_train_steps.png", "val_by_log_snr.png", "bits_per_dim.png", "loss_curves.png", "schedules.png",
+                 "grids.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader(open(out / "results.csv")))
     runs = sorted(p.name for p in two_seeds.iterdir() if p.is_dir())
@@ -148,13 +129,14 @@ def test_compare_writes_report(judge, mnist, two_seeds, tmp_path):
     # Scores are cached in each run folder: a second report samples nothing and writes the same numbers.
     cached = {run: json.loads((two_seeds / run / "scores.json").read_text()) for run in runs}
     assert all(any("ddim-5-w0" in key for key in entries) for entries in cached.values())
-    run_module("ddpm.commands.compare", *args, f"hydra.run.dir={tmp_path / 'again'}")
+    run_script("ddpm.commands.compare", *args, f"hydra.run.dir={tmp_path / 'again'}")
     assert list(csv.DictReader(open(tmp_path / "again" / "results.csv"))) == rows
     assert {run: json.loads((two_seeds / run / "scores.json").read_text()) for run in runs} == cached
 
 
 def test_compare_refuses_an_unknown_sampler_before_sampling(mnist, two_seeds, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "ddpm.commands.compare", f"runs={two_seeds}", "points=[{sampler:ddimm,steps:[5]}]",
-                           f"data.root={mnist[0]}", f"hydra.run.dir={tmp_path / 'r'}"], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: points: sampler=ddimm is unknown")
+    proc = run_script("ddpm.commands.compare", f"runs={two_seeds}", "points=[{sampler:ddimm,steps:[5]}]",
+                      f"data.root={mnist[0]}", f"hydra.run.dir={tmp_path / 'r'}", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: points: sampler=ddimm is unknown")
     assert not (tmp_path / "r").exists()

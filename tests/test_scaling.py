@@ -18,10 +18,13 @@ def job_folders(sweep: Path) -> list[Path]:
     return sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+@pytest.mark.slow
 def test_submitit_local_runs_the_jobs_at_the_same_time(tmp_path, real_mnist):
     sweep = tmp_path / "sweep"
-    steps = [a for a in FAST if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=20", "trainer.val_check_interval=10"]
-    run_script("train.py", "-m", "hydra/launcher=submitit_local", "schedule=linear,cosine", *steps, f"data.root={real_mnist}", f"hydra.sweep.dir={sweep}")
+    steps = [a for a in FAST if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=20",
+                                                                           "trainer.val_check_interval=10"]
+    run_script("train.py", "-m", "hydra/launcher=submitit_local", "schedule=linear,cosine", *steps,
+               f"data.root={real_mnist}", f"hydra.sweep.dir={sweep}")
     jobs = job_folders(sweep)
     assert [("schedule-linear" in p.name, "schedule-cosine" in p.name) for p in jobs] == [(True, False), (False, True)]
     spans = []
@@ -32,7 +35,8 @@ def test_submitit_local_runs_the_jobs_at_the_same_time(tmp_path, real_mnist):
         # Each job ran with the launcher's one thread (hydra.launcher.cpus_per_task), logged by ddpm.cli.sweep.
         assert "1 CPU thread(s) for this job" in (job / "train.log").read_text()
         # From the config written just before fit to the last checkpoint: the job's training.
-        spans.append(((job / ".hydra" / "config.yaml").stat().st_mtime, (job / "checkpoints" / "last.ckpt").stat().st_mtime))
+        spans.append(((job / ".hydra" / "config.yaml").stat().st_mtime,
+                      (job / "checkpoints" / "last.ckpt").stat().st_mtime))
     (start0, end0), (start1, end1) = spans
     assert start0 < end1 and start1 < end0, f"the jobs ran one after the other: {spans}"
 
@@ -45,8 +49,8 @@ def study_trials(db: Path, name: str = "quickstart"):
 def search(tmp_path_factory, real_mnist):
     """Two trials of hparams_search=optuna, stored in <paths.log_dir>/hparams_search/quickstart.db."""
     logs = tmp_path_factory.mktemp("logs")
-    searched = [a for a in FAST if not a.startswith("data.batch_size=")]  # a fixed value would leave the search
-    args = ["-m", "hparams_search=optuna", *searched, f"data.root={real_mnist}", f"paths.log_dir={logs}"]
+    # FAST fixes no searched value (data.batch_size is one): a fixed value would leave the search
+    args = ["-m", "hparams_search=optuna", *FAST, f"data.root={real_mnist}", f"paths.log_dir={logs}"]
     run_script("train.py", *args, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={logs / 'first'}")
     return logs, args
 
@@ -87,9 +91,11 @@ def test_optuna_refuses_a_study_of_another_search_space(search):
     assert not (logs / "other").exists()
 
 
+@pytest.mark.slow
 def test_ddp_spawn_inside_a_sweep(tmp_path, real_mnist):
     sweep = tmp_path / "sweep"
-    proc = run_script("train.py", "-m", "schedule=linear,cosine", "trainer=ddp_spawn", "trainer.devices=2", *FAST, f"data.root={real_mnist}", f"hydra.sweep.dir={sweep}")
+    proc = run_script("train.py", "-m", "schedule=linear,cosine", "trainer=ddp_spawn", "trainer.devices=2", *FAST,
+                      f"data.root={real_mnist}", f"hydra.sweep.dir={sweep}")
     log = proc.stdout + proc.stderr
     assert log.count("GLOBAL_RANK: 1, MEMBER: 2/2") == 2  # both jobs trained on two processes
     for job in job_folders(sweep):
@@ -98,6 +104,7 @@ def test_ddp_spawn_inside_a_sweep(tmp_path, real_mnist):
         assert ckpt["rng_states"]["cpu"].shape[0] == 2  # one generator state per rank
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     # Lightning's auto strategy on two devices is DDP through its script launcher: refused, as trainer=ddp is.
     (["trainer.devices=2"], "error: trainer.strategy=auto (DDP on 2 devices) cannot run under -m"),
@@ -105,14 +112,16 @@ def test_ddp_spawn_inside_a_sweep(tmp_path, real_mnist):
     # only the second job is wrong, and it is found before the first one trains
     (["data.batch_size=32,1000"], "error: data.batch_size=1000 is larger than the 256 training images per process"),
     (["hydra/launcher=submitit_slurm", "trainer.devices=2"], "do not match hydra.launcher.tasks_per_node=1"),
-    (["hydra/launcher=slurm"], "error: hydra/launcher=slurm is unknown: use one of basic, ray, submitit_local, submitit_slurm"),
+    (["hydra/launcher=slurm"],
+     "error: hydra/launcher=slurm is unknown: use one of basic, ray, submitit_local, submitit_slurm"),
     (["hparams_search=hyperopt"], "error: hparams_search=hyperopt is unknown: use one of optuna"),
     (["optimized_metric=metrics/fid"], "set callbacks.sample_metrics.every_n_validations=1"),
 ])
 def test_multirun_refusals_write_nothing(tmp_path, real_mnist, args, message):
     sweep = tmp_path / "sweep"
     fast = [a for a in FAST if a.split("=")[0] not in {a.split("=")[0] for a in args}]
-    proc = run_script("train.py", "-m", "schedule=linear,cosine", *fast, *args, f"data.root={real_mnist}", f"hydra.sweep.dir={sweep}", check=False)
+    proc = run_script("train.py", "-m", "schedule=linear,cosine", *fast, *args, f"data.root={real_mnist}",
+                      f"hydra.sweep.dir={sweep}", check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert message in lines[-1] and sum(line.startswith("error:") for line in lines) == 1
