@@ -27,7 +27,8 @@ def test_posterior_matches_bayes_rule(schedule):
         beta = schedule.betas[t_value].item()
         ab_prev = schedule.alphas_cumprod[t_value - 1].item()
         precision = 1 / (1 - ab_prev) + (1 - beta) / beta
-        expected_mean = (ab_prev**0.5 * x0.double() / (1 - ab_prev) + (1 - beta) ** 0.5 * xt.double() / beta) / precision
+        expected_mean = (ab_prev**0.5 * x0.double() / (1 - ab_prev)
+                         + (1 - beta) ** 0.5 * xt.double() / beta) / precision
         mean, variance, step_beta = d.q_posterior(x0, xt, torch.full((5,), t_value))
         torch.testing.assert_close(mean.double(), expected_mean, rtol=1e-5, atol=1e-6)
         assert variance[0].item() == pytest.approx(1 / precision, rel=1e-5)

@@ -68,7 +68,8 @@ def test_every_module_has_a_place():
 @pytest.mark.parametrize("package", [name for name in LAYERS if (ROOT / name.replace(".", "/")).is_dir()])
 def test_each_package_says_what_lives_there(package):
     init = ROOT / package.replace(".", "/") / "__init__.py"
-    assert ast.get_docstring(ast.parse(init.read_text())), f"{init} needs a docstring: what lives there, what it imports"
+    assert ast.get_docstring(ast.parse(init.read_text())), (
+        f"{init} needs a docstring: what lives there, what it imports")
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=module_name)
