@@ -346,3 +346,19 @@ def test_classifier_training_refuses_bad_options(option, value, message):
     images, labels = torch.zeros(64, 1, 28, 28, dtype=torch.uint8), torch.zeros(64, dtype=torch.long)
     with pytest.raises(ConfigError, match=f"^{message}"):
         train_classifier(images, labels, images, labels, **{"batch_size": 32, option: value})
+
+
+def test_a_refused_call_leaves_no_empty_folders(tmp_path, monkeypatch):
+    """The run folder goes, wherever it is; the empty parents Hydra made for it go too, inside the working folder."""
+    from ddpm.cli.runtime import remove_empty
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs" / "sample" / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "outputs" / "train").mkdir()
+    remove_empty(tmp_path / "outputs" / "sample" / "runs" / "a")
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["train"]
+    elsewhere = tmp_path.parent / f"{tmp_path.name}_elsewhere" / "run"
+    elsewhere.mkdir(parents=True)
+    remove_empty(elsewhere)
+    assert not elsewhere.exists() and elsewhere.parent.exists()
+    elsewhere.parent.rmdir()

@@ -103,12 +103,14 @@ def remove_empty(folder: Path) -> None:
     runs/), each only while empty: a resumed run's folder, or one that failed after its checks, stays."""
     cwd = Path.cwd().resolve()
     folder = folder.resolve()
-    while folder != cwd and cwd in folder.parents:
+    while True:
         try:
             folder.rmdir()
         except OSError:
             return
         folder = folder.parent
+        if folder == cwd or cwd not in folder.parents:
+            return
 
 
 def exit_on_user_error(main):
