@@ -11,6 +11,7 @@ import csv
 from pathlib import Path
 
 from ddpm.evaluation import plots
+from ddpm.evaluation.report import fmt
 from ddpm.evaluation.results import summarise
 
 HERE = Path(__file__).resolve().parents[1] / "docs" / "compare"
@@ -58,8 +59,32 @@ def table(summary, arms, train_step, points, metric="fid") -> str:
     return "\n".join(lines)
 
 
+def sampling_study(rows: list[dict]) -> str:
+    """The sampling study's rows (those with an NFE, scored with this round's judges): a figure of FID against
+    class accuracy per sampler, and a table of mean ± std over seeds."""
+    summary = summarise(rows)
+    plots.sampler_tradeoff(summary, HERE / "sampling_tradeoff.png",
+                           f"quickstart recipe, n={rows[0]['n']}: FID (judge 1) against class accuracy",
+                           floor=rows[0]["fid_floor"])
+    lines = ["| sampler | steps | w | interval | NFE | seeds | FID | FID, judge 2 | KID | class accuracy |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(summary, key=lambda r: (r["fid"])):
+        interval = r.get("guidance_interval") or "every step"
+        cells = [r["sampler"], r["steps"], f"{r['guidance']:g}", interval, f"{r['nfe']:g}", r["seeds"]] + [
+            fmt(r[m], r.get(f"{m}_std")) for m in ("fid", "fid_judge2", "kid", "class_accuracy")]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return (f"## Sampling settings (the quickstart recipe, {len({r['seed'] for r in rows})} seeds)\n\n"
+            f"n = {rows[0]['n']}; real-vs-real floor FID {rows[0]['fid_floor']:.2f} (judge 2: "
+            f"{rows[0]['fid_floor_judge2']:.2f}); judges retrained this round, so compare these rows only with "
+            f"each other. Sorted by FID.\n\n" + "\n".join(lines))
+
+
 def main() -> None:
-    rows = load()
+    everything = load()
+    # The sampling study's rows carry an NFE; the schedule study's were scored before NFE was recorded, with the
+    # earlier judges.
+    sampling = [r for r in everything if r.get("nfe") is not None]
+    rows = [r for r in everything if r.get("nfe") is None]
     budgets = sorted({r["budget"] for r in rows})
     colours = plots.arm_colours(r["arm"] for r in rows)
     sections = [f"# Tables from results.csv ({len(rows)} rows)\n\n"
@@ -107,6 +132,8 @@ def main() -> None:
         if bpd:
             plots.bars(bpd, "bits/dim (lower is better)", f"variational bound after {budget} steps (± standard error)",
                        HERE / f"{tag}_bits_per_dim.png", {name: colours[name.rsplit(", seed", 1)[0]] for name in bpd})
+    if sampling:
+        sections.append(sampling_study(sampling))
     (HERE / "tables.md").write_text("\n\n".join(sections) + "\n")
     print(f"wrote {HERE / 'tables.md'} and the figures")
 

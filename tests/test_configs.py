@@ -219,8 +219,8 @@ REQUEST_REFUSALS = [
     (["steps=-5"], "steps=-5 is invalid"),
     (["steps=many"], "steps=many is invalid"),
     (["sampler=ddpm", "steps=2.5"], "steps=2.5 is invalid"),
-    (["sampler.eta=-0.1"], "sampler.eta=-0.1 is invalid: use a number in [0, 1]"),
-    (["sampler.eta=1.5"], "sampler.eta=1.5 is invalid"),
+    (["sampler=ddim", "sampler.eta=-0.1"], "sampler.eta=-0.1 is invalid: use a number in [0, 1]"),
+    (["sampler=ddim", "sampler.eta=1.5"], "sampler.eta=1.5 is invalid"),
     (["sampler=ddpm", "sampler.variance=fixed"], "sampler.variance=fixed is invalid: use one of posterior, beta"),
 ]
 SAMPLE_ONLY = [

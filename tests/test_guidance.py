@@ -139,7 +139,7 @@ def test_the_sample_command_honours_the_interval_bitwise(tmp_path):
     """The README's promise: an interval no step falls in is guidance=0, one that holds every step is plain
     guidance; and a bad interval is refused before anything is written."""
     ckpt = write_checkpoint(tmp_path / "tiny.ckpt")
-    plain = sample_with(tmp_path, ckpt, "plain", "guidance=2")
+    plain = sample_with(tmp_path, ckpt, "plain", "guidance=2", "guidance_interval=null")  # every step
     assert torch.equal(sample_with(tmp_path, ckpt, "none", "guidance=2", "guidance_interval=[50,60]"),
                        sample_with(tmp_path, ckpt, "w0", "guidance=0"))
     assert torch.equal(sample_with(tmp_path, ckpt, "every", "guidance=2", "guidance_interval=[-60,60]"), plain)

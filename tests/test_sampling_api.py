@@ -19,7 +19,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "sampler"
 
 
 @pytest.mark.parametrize("name, default", [("ddim", 50), ("ddpm", None), ("ddpm_beta", None), ("dpmpp", 20),
-                                           ("sde_dpmpp", 30)])
+                                           ("sde_dpmpp", 25)])
 def test_each_sampler_config_has_its_own_default_and_set_timesteps_overrides_it(name, default):
     sampler = instantiate(OmegaConf.load(CONF / f"{name}.yaml"))
     assert sampler.steps == default
