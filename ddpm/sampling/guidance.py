@@ -54,7 +54,7 @@ class Guided:
 
     def __init__(self, net, labels: torch.Tensor | None = None, guidance: float = 0.0,
                  interval: tuple[float, float] | None = None, log_snr=None):
-        number("guidance", guidance, low=0, hint=" (0: no guidance; 2 is a good start)")
+        number("guidance", guidance, low=0, hint=" (0: no guidance; larger: more legible, less varied digits)")
         self.net, self.labels = net, labels
         self.scale = guidance_scale(guidance, labels is not None)
         self.interval = check_interval("guidance_interval", interval)
