@@ -8,7 +8,6 @@ Prints `bits/dim: 1.2345 +- 0.0050` (four decimals) and writes nll.json into the
 
 import json
 import logging
-import math
 import time
 from functools import partial
 from pathlib import Path
@@ -20,7 +19,6 @@ from ddpm.cli.runtime import resolve_device
 from ddpm.data.mnist import load_mnist_split
 from ddpm.diffusion.likelihood import VARIANCES, bits_per_dim
 from ddpm.errors import ConfigError
-from ddpm.progress import Progress
 from ddpm.training.checkpoint import load_module
 
 log = logging.getLogger(__name__)
@@ -53,7 +51,7 @@ def nll(cfg: DictConfig) -> dict:
     result = bits_per_dim(module.net, module.diffusion, images[: cfg.n], labels[: cfg.n] if cfg.labels else None,
                           draws=cfg.draws, exact=cfg.exact, variance=cfg.variance, batch_size=cfg.batch_size,
                           seed=cfg.seed, device=device, head=cfg.head, tail=cfg.tail,
-                          progress=Progress(math.ceil(cfg.n / cfg.batch_size), "bits/dim", unit="batch").wrap)
+                          progress="bits/dim")
     seconds = time.perf_counter() - start
     summary = {"ckpt": str(cfg.ckpt), "bits_per_dim": result["bits_per_dim"], "stderr": result["stderr"], "n": cfg.n,
                "estimator": "exact" if cfg.exact else f"first {cfg.head} and last {cfg.tail} steps exact, "

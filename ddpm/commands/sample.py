@@ -1,7 +1,6 @@
 """sample(cfg): draw digits from a checkpoint. `sample.py` at the top only wraps it."""
 
 import logging
-import math
 from functools import partial
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from ddpm.cli.checks import check_request
 from ddpm.cli.runtime import check_writable, resolve_device, save_run_config
 from ddpm.data.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
 from ddpm.errors import ConfigError
-from ddpm.progress import Progress
 from ddpm.sampling.generate import cycling_labels, generate
 from ddpm.sampling.guidance import check_interval, guidance_scale, show_interval
 from ddpm.training.checkpoint import load_module
@@ -60,8 +58,7 @@ def sample(cfg: DictConfig) -> dict:
         clip_x0=cfg.clip_x0,
         batch_size=cfg.batch_size,
         trajectory_frames=cfg.trajectory_frames if cfg.trajectory else 0,
-        progress=Progress(math.ceil(cfg.n / cfg.batch_size) * len(sampler.timesteps(module.diffusion.timesteps)),
-                          "sampling").wrap,
+        progress="sampling",
     )
 
     log.info(f"{result.nfe} network evaluations per image")

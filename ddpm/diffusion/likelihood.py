@@ -24,6 +24,7 @@ import math
 import torch
 
 from ddpm.diffusion.gaussian import GaussianDiffusion
+from ddpm.progress import Progress
 
 VARIANCES = ("posterior", "beta")
 BIN = 2 / 255  # the width of one 8-bit level in [-1, 1]
@@ -89,10 +90,10 @@ def step_terms(net, diffusion: GaussianDiffusion, x0: torch.Tensor, t: torch.Ten
 def bits_per_dim(net, diffusion: GaussianDiffusion, images: torch.Tensor, labels: torch.Tensor | None = None,
                  draws: int = 1, exact: bool = False, variance: str = "posterior", batch_size: int = 250,
                  seed: int = 0, device: torch.device | str = "cpu", head: int = 20, tail: int = 5,
-                 progress=None) -> dict:
+                 progress: str | None = None) -> dict:
     """The bound for uint8 images (N x 1 x 28 x 28) in bits per dimension: {"bits_per_dim", "stderr", "n",
     "per_image"}. labels=None scores a conditional network with its null label, i.e. the unconditional model
-    that classifier-free guidance trains along. `progress` wraps the iterator over the batches (Progress.wrap)."""
+    that classifier-free guidance trains along. `progress` names the work in its progress lines (None: silent)."""
     if variance not in VARIANCES:
         raise ValueError(f"variance={variance!r}: use one of {', '.join(VARIANCES)}")
     T = diffusion.timesteps
@@ -100,7 +101,7 @@ def bits_per_dim(net, diffusion: GaussianDiffusion, images: torch.Tensor, labels
     dims = images[0].numel()
     per_image = []
     batches = range(0, len(images), batch_size)
-    for start in progress(batches) if progress else batches:
+    for start in Progress(len(batches), progress, unit="batch").wrap(batches) if progress else batches:
         x0 = (images[start : start + batch_size].double() / 127.5 - 1).to(device)
         batch_labels = labels[start : start + batch_size].to(device) if labels is not None else None
         total = prior_kl(diffusion, x0)

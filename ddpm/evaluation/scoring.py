@@ -2,7 +2,6 @@
 (n samples of one sampler at one guidance scale), with the real-vs-real floor at the same n. Used by
 `ddpm.commands.evaluate`, `ddpm.commands.compare` and the metrics callback."""
 
-import math
 import time
 
 import torch
@@ -11,7 +10,6 @@ from ddpm.data.images import to_pixels
 from ddpm.data.mnist import load_mnist_split
 from ddpm.evaluation.judge import load_classifier
 from ddpm.evaluation.scores import SampleScorer, quantize
-from ddpm.progress import Progress
 from ddpm.sampling.generate import cycling_labels, generate
 
 
@@ -32,13 +30,9 @@ def sample_images(module, sampler, n: int, guidance: float, seed: int, batch_siz
     """n 8-bit samples (labels cycling 0-9 for a conditional module), the labels, the seconds it took, and the
     network evaluations per image. With `what`, the sampling shows its progress under that name."""
     labels = cycling_labels(n) if module.conditional else None
-    progress = None
-    if what:
-        steps = len(sampler.timesteps(module.diffusion.timesteps))
-        progress = Progress(math.ceil(n / batch_size) * steps, what).wrap
     start = time.perf_counter()
     result = generate(module, sampler, n, labels, guidance, seed, batch_size=batch_size,
-                      guidance_interval=guidance_interval, progress=progress)
+                      guidance_interval=guidance_interval, progress=what)
     if result.images.is_cuda:
         torch.cuda.synchronize()
     return quantize(to_pixels(result.images.cpu())), labels, time.perf_counter() - start, result.nfe

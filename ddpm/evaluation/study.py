@@ -2,7 +2,6 @@
 guidance interval) sampled and scored once, bits/dim per checkpoint, all through the run's score cache."""
 
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -14,7 +13,6 @@ from ddpm.evaluation.cache import ScoreCache
 from ddpm.evaluation.points import Point
 from ddpm.evaluation.runs import Run, checkpoints
 from ddpm.evaluation.scoring import score_sampler
-from ddpm.progress import Progress
 from ddpm.sampling.generate import cycling_labels
 from ddpm.sampling.guidance import Guided, show_interval
 from ddpm.sampling.samplers import Sampler
@@ -54,11 +52,9 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
             nll = cache.get(ckpt, what)
             if nll is None:
                 m = loaded()
-                batches = Progress(math.ceil(cfg.nll.n / cfg.batch_size), f"{run.name} step {train_step} bits/dim",
-                                   unit="batch")
                 result = bits_per_dim(m.net, m.diffusion, test_images[: cfg.nll.n], draws=cfg.nll.draws,
                                       variance=cfg.nll.variance, batch_size=cfg.batch_size, seed=cfg.seed,
-                                      device=device, progress=batches.wrap)
+                                      device=device, progress=f"{run.name} step {train_step} bits/dim")
                 nll = cache.put(ckpt, what, {"bits_per_dim": result["bits_per_dim"],
                                              "bits_per_dim_stderr": result["stderr"]})
                 log.info(f"{run.name} step {train_step}: {nll['bits_per_dim']:.4f} +- "

@@ -5,9 +5,12 @@ non-overlapping children, the first for the initial noise of all n images (so im
 whatever the batch size) and one per batch for the stochastic samplers' steps. Seeds s and s + 1 share nothing.
 """
 
+import math
+
 import numpy as np
 import torch
 
+from ddpm.progress import Progress
 from ddpm.sampling.samplers import Sampler, SampleResult
 
 NOISE_STREAM = 0  # child 0: the initial noise; child 1 + k: the steps of batch k
@@ -38,12 +41,17 @@ def generate(
     clip_x0: bool = True,
     batch_size: int = 500,
     trajectory_frames: int = 0,
-    progress=None,
+    progress: str | None = None,
     guidance_interval: tuple[float, float] | None = None,
 ) -> SampleResult:
     """n images in [-1, 1] (and, if asked, the trajectory of every image) on the module's device, with the
-    sampler's current step count. Guidance applies only given labels (ddpm.sampling.guidance)."""
+    sampler's current step count. Guidance applies only given labels (ddpm.sampling.guidance). `progress` names the
+    sampling in its progress lines (None: silent)."""
     device = module.device
+    steps = None
+    if progress:  # the steps of every batch as one piece of work
+        batches = math.ceil(n / batch_size)
+        steps = Progress(batches * len(sampler.timesteps(module.diffusion.timesteps)), progress).wrap
     noise = fixed_noise(n, seed)
     images, trajectories, nfe = [], [], 0
     for k, start in enumerate(range(0, n, batch_size)):
@@ -57,7 +65,7 @@ def generate(
             clip_x0=clip_x0,
             generator=stream(seed, 1 + k),
             trajectory_frames=trajectory_frames,
-            progress=progress,
+            progress=steps,
             guidance_interval=guidance_interval,
         )
         images.append(result.images)
