@@ -49,7 +49,7 @@ TINY = ["model=tiny", "trainer.max_steps=8", "data.train_size=512", "data.batch_
         "callbacks.sample_grid.sampler.steps=5", "schedule.timesteps=50"] if opts.smoke else []
 TINY_DEFAULT = TINY + (["trainer.max_steps=12"] if opts.smoke else [])
 COMMON = ["trainer.enable_progress_bar=false", *DEVICE]
-SCORE_TINY = ["n=20", "nll.n=10", "grid_steps=3", "batch_size=20", "floor_subsets=2"] if opts.smoke else []
+SCORE_TINY = ["n=20", "nll.n=10", "grid.steps=3", "batch_size=20", "floor_subsets=2"] if opts.smoke else []
 
 
 def study(schedule, gamma, seed):
@@ -122,7 +122,7 @@ def preflight() -> None:
             *COMMON]
     for command in ([sys.executable, "train.py", *tiny, f"hydra.run.dir={run}"],
                     [sys.executable, "-m", "ddpm.commands.compare", f"runs={run}", "plan=quick", "n=20", "nll.n=10",
-                     "grid_steps=3", "batch_size=20", f"hydra.run.dir={WORK / 'preflight_report'}"]):
+                     "grid.steps=3", "batch_size=20", f"hydra.run.dir={WORK / 'preflight_report'}"]):
         proc = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True)
         if proc.returncode != 0:
             say("PREFLIGHT FAILED: " + " ".join(command[1:4]))

@@ -16,6 +16,7 @@ from ddpm.evaluation.results import summarise
 
 HERE = Path(__file__).resolve().parents[1] / "docs" / "compare"
 INTS = {"T", "seed", "train_step", "steps", "n", "budget"}
+RECIPES = {1100: "quickstart", 10000: "default"}  # the training budgets of experiment=quickstart and of train.yaml
 
 
 def load() -> list[dict]:
@@ -61,22 +62,31 @@ def table(summary, arms, train_step, points, metric="fid") -> str:
 
 def sampling_study(rows: list[dict]) -> str:
     """The sampling study's rows (those with an NFE, scored with this round's judges): a figure of FID against
-    class accuracy per sampler, and a table of mean ± std over seeds."""
-    summary = summarise(rows)
-    plots.sampler_tradeoff(summary, HERE / "sampling_tradeoff.png",
-                           f"quickstart recipe, n={rows[0]['n']}: FID (judge 1) against class accuracy",
-                           floor=rows[0]["fid_floor"])
-    lines = ["| sampler | steps | w | interval | NFE | seeds | FID | FID, judge 2 | KID | class accuracy |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(summary, key=lambda r: (r["fid"])):
-        interval = r.get("guidance_interval") or "every step"
-        cells = [r["sampler"], r["steps"], f"{r['guidance']:g}", interval, f"{r['nfe']:g}", r["seeds"]] + [
-            fmt(r[m], r.get(f"{m}_std")) for m in ("fid", "fid_judge2", "kid", "class_accuracy")]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    return (f"## Sampling settings (the quickstart recipe, {len({r['seed'] for r in rows})} seeds)\n\n"
-            f"n = {rows[0]['n']}; real-vs-real floor FID {rows[0]['fid_floor']:.2f} (judge 2: "
-            f"{rows[0]['fid_floor_judge2']:.2f}); judges retrained this round, so compare these rows only with "
-            f"each other. Sorted by FID.\n\n" + "\n".join(lines))
+    class accuracy per sampler with one panel per recipe (arm and training budget), and per recipe a table of mean
+    ± std over seeds."""
+    recipes = {}
+    for r in sorted(rows, key=lambda r: (r["budget"], r["arm"])):
+        recipes.setdefault((r["arm"], r["budget"]), []).append(r)
+    titles = {key: f"{RECIPES.get(key[1], 'recipe')}: {key[0]}, {key[1]} steps, "
+                   f"{len({r['seed'] for r in members})} seed(s), n={members[0]['n']}"
+              for key, members in recipes.items()}
+    summaries = {key: summarise(members) for key, members in recipes.items()}
+    plots.sampler_tradeoff({titles[key]: summary for key, summary in summaries.items()},
+                           HERE / "sampling_tradeoff.png")
+    sections = []
+    for key, summary in summaries.items():
+        first = recipes[key][0]
+        lines = ["| sampler | steps | w | interval | NFE | seeds | FID | FID, judge 2 | KID | class accuracy |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(summary, key=lambda r: r["fid"]):
+            interval = r.get("guidance_interval") or "every step"
+            cells = [r["sampler"], r["steps"], f"{r['guidance']:g}", interval, f"{r['nfe']:g}", r["seeds"]] + [
+                fmt(r[m], r.get(f"{m}_std")) for m in ("fid", "fid_judge2", "kid", "class_accuracy")]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
+        sections.append(f"### {titles[key]}\n\nReal-vs-real floor at that n: FID {first['fid_floor']:.2f} "
+                        f"(judge 2: {first['fid_floor_judge2']:.2f}). Sorted by FID.\n\n" + "\n".join(lines))
+    return ("## Sampling settings\n\nThe judges were retrained this round, so compare these rows only with each "
+            "other, not with the tables above.\n\n" + "\n\n".join(sections))
 
 
 def main() -> None:

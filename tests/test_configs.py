@@ -17,7 +17,7 @@ from ddpm.data.mnist import MNISTDataModule
 from ddpm.diffusion.schedules import NoiseSchedule
 from ddpm.errors import ConfigError
 from ddpm.models.unet import UNet
-from ddpm.sampling.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler
+from ddpm.sampling.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, SDEDPMSolverSampler
 from ddpm.training.module import DiffusionModule
 
 GROUPS = {group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
@@ -82,11 +82,33 @@ def test_debug_tiny_wins_over_an_experiment_and_yields_to_the_command_line(tmp_p
 def test_callbacks_take_their_samplers_from_the_sampler_group(tmp_path):
     cfg = compose_train(tmp_path / "run", [])
     grid, metrics = instantiate(cfg.callbacks.sample_grid.sampler), instantiate(cfg.callbacks.sample_metrics.sampler)
-    assert isinstance(grid, DDIMSampler) and grid.steps == 20 and grid.eta == 0.0
-    assert isinstance(metrics, DDIMSampler) and metrics.steps == 20
+    assert isinstance(grid, SDEDPMSolverSampler) and grid.steps == 25 and grid.order == 2
+    assert isinstance(metrics, SDEDPMSolverSampler) and metrics.steps == 25
     other = compose_train(tmp_path / "run", ["sampler@callbacks.sample_grid.sampler=dpmpp",
                                              "callbacks.sample_grid.sampler.steps=8"])
     assert repr(instantiate(other.callbacks.sample_grid.sampler)) == "DPMSolverSampler(steps=8)"
+
+
+def test_one_default_sampling_setting_for_every_command_and_callback(tmp_path):
+    """sample, evaluate, compare's grids and the training callbacks draw with the same sampler, steps, w and interval,
+    so that a change of the measured default cannot leave one of them behind."""
+    def setting(sampler_cfg, guidance, interval, steps=None):
+        sampler = instantiate(sampler_cfg, **({} if steps is None else {"steps": steps}))
+        return type(sampler).__name__, sampler.steps, float(guidance), None if interval is None else list(interval)
+
+    found = []
+    for command in ("sample", "evaluate"):
+        cfg = compose_train(tmp_path / command, ["ckpt=x"], config_name=command)
+        found.append(setting(cfg.sampler, cfg.guidance, cfg.guidance_interval))
+    compare = compose_train(tmp_path / "compare", ["runs=x"], config_name="compare")
+    grid = compare.grid
+    found.append(setting(OmegaConf.load(CONF / "sampler" / f"{grid.sampler}.yaml"), grid.guidance,
+                         grid.guidance_interval, grid.steps))
+    train = compose_train(tmp_path / "train", [])
+    for name in ("sample_grid", "sample_metrics"):
+        callback = train.callbacks[name]
+        found.append(setting(callback.sampler, callback.guidance, callback.guidance_interval))
+    assert found == [("SDEDPMSolverSampler", 25, 1.0, [-3.0, 3.0])] * 5
 
 
 @pytest.mark.parametrize("command", ["sample", "evaluate"])
@@ -174,7 +196,9 @@ TRAIN_REFUSALS = [
     (["callbacks.sample_grid.seed=-1"], "callbacks.sample_grid.seed=-1 is invalid"),
     (["callbacks.sample_grid.sampler.steps=0"],
      "steps=0 is invalid: use an integer from 1 to the schedule's timesteps"),
-    (["callbacks.sample_grid.sampler.eta=2"], "sampler.eta=2 is invalid: use a number in [0, 1]"),
+    (["sampler@callbacks.sample_grid.sampler=ddim", "callbacks.sample_grid.sampler.eta=2"],
+     "sampler.eta=2 is invalid: use a number in [0, 1]"),
+    (["callbacks.sample_grid.sampler.order=3"], "sampler.order=3 is invalid: use one of 1, 2"),
     (["sampler@callbacks.sample_grid.sampler=ddpm", "callbacks.sample_grid.sampler.variance=fixed"],
      "sampler.variance=fixed is invalid: use one of posterior, beta"),
     (["callbacks.sample_metrics.n=0"], "callbacks.sample_metrics.n=0 is invalid"),
@@ -302,7 +326,11 @@ COMPARE_REFUSALS = [
     (["n=1"], "n=1 is invalid: use an integer >= 2"),
     (["seed=-1"], "seed=-1 is invalid"),
     (["main_guidance=-2"], "main_guidance=-2 is invalid: use a number >= 0"),
-    (["grid_steps=0"], "grid_steps=0 is invalid"),
+    (["ddim_steps=0"], "ddim_steps=0 is invalid"),
+    (["grid.steps=0"], "grid.steps=0 is invalid"),
+    (["grid.sampler=euler"], "grid.sampler=euler is invalid: use one of"),
+    (["grid.guidance=-1"], "grid.guidance=-1 is invalid: use a number >= 0"),
+    (["grid.guidance_interval=[3,-3]"], "grid.guidance_interval=[3,-3] is invalid: use [lo, hi]"),
     (["batch_size=0"], "batch_size=0 is invalid"),
     (["floor_subsets=0"], "floor_subsets=0 is invalid"),
     (["nll.n=-1"], "nll.n=-1 is invalid: use an integer >= 0 (0: no bits/dim)"),

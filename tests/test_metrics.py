@@ -102,8 +102,9 @@ def test_compare_writes_report(judge, mnist, two_seeds, tmp_path):
     points = "points=[{sampler:ddim,steps:[2,5],guidance:[2.0]},{sampler:ddpm,steps:[T],guidance:[2.0],seeds:first}," \
              "{sampler:ddim,steps:[5],guidance:[0.0],checkpoints:milestones}]"
     results = tmp_path / "merged" / "results.csv"
-    args = [f"runs={two_seeds}", points, "n=20", "nll.n=8", "grid_steps=5", "batch_size=20", "floor_subsets=2",
-            f"classifier={judge[0]}", f"classifier2={judge[0]}", f"data.root={mnist[0]}", f"results={results}"]
+    args = [f"runs={two_seeds}", points, "n=20", "nll.n=8", "ddim_steps=5", "grid.steps=5", "batch_size=20",
+            "floor_subsets=2", f"classifier={judge[0]}", f"classifier2={judge[0]}", f"data.root={mnist[0]}",
+            f"results={results}"]
     run_script("ddpm.commands.compare", *args, f"hydra.run.dir={tmp_path / 'report'}")
     out = tmp_path / "report"
     for name in ("report.md", "results.csv", "summary.csv", "fid_vs_steps.png", "kid_vs_steps.png",

@@ -33,3 +33,24 @@ def test_one_mapping_keeps_an_arm_s_colour_across_figures(tmp_path, monkeypatch)
     (alone,), (both,) = line_colours(figures[0]), line_colours(figures[1])
     assert alone["sigmoid"] == both["sigmoid"] == mcolors.to_hex(colours["sigmoid"])
     assert both["linear"] == mcolors.to_hex(colours["linear"])
+
+
+def test_the_sampler_trade_off_keeps_a_family_s_colour_in_every_recipe_s_panel(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+
+    def point(sampler, steps, fid, floor):
+        return {"sampler": sampler, "steps": steps, "guidance": 1.0, "nfe": 2 * steps, "class_accuracy": 0.98,
+                "fid": fid, "fid_floor": floor}
+
+    panels = {"quick": [point("sde_dpmpp", 25, 9.0, 6.5), point("ddim", 50, 16.0, 6.5)],
+              "long": [point("ddim", 50, 12.0, 6.4), point("sde_dpmpp", 50, 7.0, 6.4)],
+              "unscored": [{"sampler": "ddim", "steps": 5}]}
+    assert plots.sampler_tradeoff(panels, tmp_path / "t.png")
+    quick, long = line_colours(figures[0])  # the panel without accuracy or FID is left out
+    assert set(quick) == {"sde_dpmpp-25", "ddim-50"} and set(long) == {"ddim-50", "sde_dpmpp-50"}
+    assert long["ddim-50"] == quick["ddim-50"] and len({*quick.values(), *long.values()}) == 3
+    floors = [[line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
+              for ax in figures[0].axes]
+    assert floors == [[6.5], [6.4]]  # each panel's own real-vs-real floor
+    assert not plots.sampler_tradeoff({"unscored": panels["unscored"]}, tmp_path / "none.png")

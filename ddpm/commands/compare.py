@@ -30,6 +30,7 @@ from ddpm.evaluation.results import RESULT_COLUMNS, SUMMARY_COLUMNS, merge_resul
 from ddpm.evaluation.runs import describe, find_runs
 from ddpm.evaluation.scoring import build_scorer
 from ddpm.evaluation.study import score_run
+from ddpm.sampling.guidance import check_interval
 from ddpm.validation import integer, number, one_of, positive_int
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,11 @@ def check_options(cfg: DictConfig) -> None:
     integer("n", cfg.n, low=2, hint=", e.g. 1000 (KID needs two samples)")
     integer("seed", cfg.seed, low=0, high=2**32 - 1)
     number("main_guidance", cfg.main_guidance, low=0)
-    positive_int("grid_steps", cfg.grid_steps)
+    positive_int("ddim_steps", cfg.ddim_steps)
+    one_of("grid.sampler", cfg.grid.sampler, SAMPLERS)
+    positive_int("grid.steps", cfg.grid.steps)
+    number("grid.guidance", cfg.grid.guidance, low=0)
+    check_interval("grid.guidance_interval", cfg.grid.guidance_interval)
     positive_int("batch_size", cfg.batch_size)
     positive_int("floor_subsets", cfg.floor_subsets)
     integer("nll.n", cfg.nll.n, low=0, hint=" (0: no bits/dim)")
@@ -78,7 +83,8 @@ def compare(cfg: DictConfig) -> Path:
     write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
     if cfg.results:
         merge_results(Path(cfg.results), rows)
-    figures = draw_figures(cfg, runs, representatives, summary, out, device, make_sampler("ddim", cfg.grid_steps))
+    figures = draw_figures(cfg, runs, representatives, summary, out, device,
+                           make_sampler(cfg.grid.sampler, cfg.grid.steps))
     write_report(cfg, runs, summary, figures, out)
     log.info(f"wrote {out / 'report.md'}")
     return out / "report.md"

@@ -160,29 +160,37 @@ def bars(values: dict[str, tuple[float, float]], ylabel: str, title: str, path: 
     _save(fig, path)
 
 
-def sampler_tradeoff(summary: list[dict], path: Path, title: str, floor: float | None = None,
-                     metric: str = "fid") -> bool:
-    """FID against class accuracy, one colour per sampler and step count, each point labelled with its guidance, its
-    interval and its NFE; `floor` (real vs real at the same n) as a horizontal line. False when nothing to draw."""
-    points = [r for r in summary if r.get("class_accuracy") is not None and r.get(metric) is not None]
-    if not points:
+FLOORS = {"fid": "fid_floor", "fid_judge2": "fid_floor_judge2"}  # a metric's real-vs-real value at the same n
+
+
+def sampler_tradeoff(panels: dict[str, list[dict]], path: Path, metric: str = "fid") -> bool:
+    """FID against class accuracy, one panel per recipe (its title -> its summary rows), one colour per sampler and
+    step count (the same in every panel), each point labelled with its guidance, its interval and its NFE, and each
+    panel's real-vs-real floor at the same n (`fid_floor` of its rows) as a horizontal line. False when nothing to
+    draw."""
+    panels = {title: [r for r in rows if r.get("class_accuracy") is not None and r.get(metric) is not None]
+              for title, rows in panels.items()}
+    panels = {title: rows for title, rows in panels.items() if rows}
+    if not panels:
         return False
-    families = sorted({f"{r['sampler']}-{r['steps']}" for r in points})
-    colours = arm_colours(families)
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for family in families:
-        mine = [r for r in points if f"{r['sampler']}-{r['steps']}" == family]
-        ax.errorbar([r["class_accuracy"] for r in mine], [r[metric] for r in mine],
-                    yerr=[r.get(f"{metric}_std") or 0 for r in mine], fmt="o", ms=4, capsize=2, label=family,
-                    color=colours[family])
-        for r in mine:
-            interval = f" in {r['guidance_interval']}" if r.get("guidance_interval") else ""
-            ax.annotate(f"w={r['guidance']:g}{interval}, {r['nfe']:g} NFE", (r["class_accuracy"], r[metric]),
-                        fontsize=5, xytext=(3, 3), textcoords="offset points")
-    if floor is not None:
-        ax.axhline(floor, color="gray", ls="--", lw=1, label="real vs real, same n")
-    ax.set(title=title, xlabel="class accuracy", ylabel=metric, yscale="log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    colours = arm_colours(f"{r['sampler']}-{r['steps']}" for rows in panels.values() for r in rows)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), sharey=True, squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels.items()):
+        for family in sorted({f"{r['sampler']}-{r['steps']}" for r in rows}):
+            mine = [r for r in rows if f"{r['sampler']}-{r['steps']}" == family]
+            ax.errorbar([r["class_accuracy"] for r in mine], [r[metric] for r in mine],
+                        yerr=[r.get(f"{metric}_std") or 0 for r in mine], fmt="o", ms=4, capsize=2, label=family,
+                        color=colours[family])
+            for r in mine:
+                interval = f" in {r['guidance_interval']}" if r.get("guidance_interval") else ""
+                ax.annotate(f"w={r['guidance']:g}{interval}, {r['nfe']:g} NFE", (r["class_accuracy"], r[metric]),
+                            fontsize=5, xytext=(3, 3), textcoords="offset points")
+        floor = rows[0].get(FLOORS.get(metric, ""))
+        if floor is not None:
+            ax.axhline(floor, color="gray", ls="--", lw=1, label="real vs real, same n")
+        ax.set(title=title, xlabel="class accuracy", yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel(metric)
     _save(fig, path)
     return True

@@ -11,6 +11,7 @@ from ddpm.data.images import grid
 from ddpm.evaluation import plots
 from ddpm.evaluation.runs import Run, read_scalars
 from ddpm.sampling.generate import generate
+from ddpm.sampling.guidance import check_interval, show_interval
 from ddpm.sampling.samplers import Sampler
 from ddpm.training.checkpoint import load_module
 
@@ -29,9 +30,9 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
         if plots.metric_curves(at_w, metric, "steps", "sampler", out / name, floors if metric == "fid" else None,
                                title=f"last checkpoint, w={cfg.main_guidance:g}, n={cfg.n}: ", colours=colours):
             figures.append(name)
-    # Training length and guidance are read at one sampler, DDIM at the grids' step count (50 by default).
-    ddim = [r for r in summary if r["sampler"] == "ddim" and r["steps"] == cfg.grid_steps]
-    label = f"DDIM-{cfg.grid_steps}, n={cfg.n}: "
+    # Training length and guidance are read at one sampler, DDIM at ddim_steps (50 by default).
+    ddim = [r for r in summary if r["sampler"] == "ddim" and r["steps"] == cfg.ddim_steps]
+    label = f"DDIM-{cfg.ddim_steps}, n={cfg.n}: "
     drawn = {
         "fid_vs_train_steps.png": plots.metric_curves(
             ddim, "fid", "train_step", "guidance", out / "fid_vs_train_steps.png",
@@ -68,16 +69,19 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
     plots.loss_curves({labels[arm]: scalars[run.name] for arm, run in representatives.items()},
                       out / "loss_curves.png", {labels[arm]: colours[arm] for arm in representatives})
     grids, seen = {}, {}
+    interval = check_interval("grid.guidance_interval", cfg.grid.guidance_interval)
     with torch.inference_mode():
         for arm, run in sorted(representatives.items()):
             module = load_module(run.path / "checkpoints" / "last.ckpt").to(device)
             seen.setdefault(repr(module.diffusion.schedule), module.diffusion.schedule)
             labels = torch.arange(10).repeat_interleave(10) if module.conditional else None
-            images = generate(module, grid_sampler, 100, labels, cfg.main_guidance, cfg.seed).images
+            images = generate(module, grid_sampler, 100, labels, cfg.grid.guidance, cfg.seed,
+                              guidance_interval=interval).images
             grids[f"{arm} (seed {run.seed})"] = grid(images)
     plots.schedules(list(seen.values()), out / "schedules.png")
-    plots.pictures(grids, f"DDIM-{cfg.grid_steps}, w={cfg.main_guidance:g}, the same noise: row k = digit k",
-                   out / "grids.png")
+    where = f" in log-SNR {show_interval(interval)}" if interval else ""
+    setting = f"{cfg.grid.sampler}-{cfg.grid.steps}, w={cfg.grid.guidance:g}{where}"
+    plots.pictures(grids, f"{setting}, the same noise: row k = digit k", out / "grids.png")
     return figures + ["loss_curves.png", "schedules.png", "grids.png"]
 
 
