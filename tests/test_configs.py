@@ -1,6 +1,8 @@
 """Every config in conf/ composes and builds, and every setting a user can type wrong is refused, naming the key,
 before anything is written."""
 
+import math
+
 import pytest
 import torch
 from conftest import CONF, TINY, compose_train, run_script
@@ -108,7 +110,7 @@ def test_one_default_sampling_setting_for_every_command_and_callback(tmp_path):
     for name in ("sample_grid", "sample_metrics"):
         callback = train.callbacks[name]
         found.append(setting(callback.sampler, callback.guidance, callback.guidance_interval))
-    assert found == [("SDEDPMSolverSampler", 25, 1.0, [-3.0, 3.0])] * 5
+    assert found == [("SDEDPMSolverSampler", 25, 1.5, [-1.0, math.inf])] * 5
 
 
 @pytest.mark.parametrize("command", ["sample", "evaluate"])

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -89,8 +90,9 @@ def test_quick_start_command_composes(config_name, overrides):
         key, value = override.split("=", 1)
         if (CONF / key).is_dir():  # a group option: the yaml it names
             assert (CONF / key / f"{value}.yaml").exists()
-        else:
-            assert str(OmegaConf.select(cfg, key)) == value
+        else:  # the value as the command line gives it, a list included
+            found = OmegaConf.select(cfg, key)
+            assert (OmegaConf.to_container(found) if OmegaConf.is_config(found) else found) == yaml.safe_load(value)
 
 
 def test_every_console_script_has_its_config():
