@@ -36,7 +36,7 @@ def evaluate(cfg: DictConfig) -> dict:
     interval = check_interval("guidance_interval", cfg.guidance_interval)
     with torch.inference_mode():
         scores = score_sampler(module, sampler, scorer, cfg.n, guidance, cfg.seed, cfg.batch_size, interval,
-                               what="sampling")
+                               progress="sampling")
     result = {"ckpt": str(cfg.ckpt), "sampler": repr(sampler), "timesteps": module.diffusion.timesteps, "n": cfg.n,
               "guidance": guidance, "guidance_interval": show_interval(interval) or None, "seed": cfg.seed, **scores}
     log.info(f"{scores['nfe']} network evaluations per image")

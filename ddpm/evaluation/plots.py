@@ -173,14 +173,18 @@ def sampler_tradeoff(panels: dict[str, list[dict]], path: Path, metric: str = "f
     panels = {title: rows for title, rows in panels.items() if rows}
     if not panels:
         return False
-    colours = arm_colours(f"{r['sampler']}-{r['steps']}" for rows in panels.values() for r in rows)
+
+    def family(r):
+        return f"{r['sampler']}-{r['steps']}"
+
+    colours = arm_colours(family(r) for rows in panels.values() for r in rows)
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), sharey=True, squeeze=False)
     for ax, (title, rows) in zip(axes[0], panels.items()):
-        for family in sorted({f"{r['sampler']}-{r['steps']}" for r in rows}):
-            mine = [r for r in rows if f"{r['sampler']}-{r['steps']}" == family]
+        for name in sorted({family(r) for r in rows}):
+            mine = [r for r in rows if family(r) == name]
             ax.errorbar([r["class_accuracy"] for r in mine], [r[metric] for r in mine],
-                        yerr=[r.get(f"{metric}_std") or 0 for r in mine], fmt="o", ms=4, capsize=2, label=family,
-                        color=colours[family])
+                        yerr=[r.get(f"{metric}_std") or 0 for r in mine], fmt="o", ms=4, capsize=2, label=name,
+                        color=colours[name])
             for r in mine:
                 interval = f" in {r['guidance_interval']}" if r.get("guidance_interval") else ""
                 ax.annotate(f"w={r['guidance']:g}{interval}, {r['nfe']:g} NFE", (r["class_accuracy"], r[metric]),

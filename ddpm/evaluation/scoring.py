@@ -26,24 +26,24 @@ def build_scorer(data, classifier: str, classifier2: str | None = None, floor_su
 
 
 def sample_images(module, sampler, n: int, guidance: float, seed: int, batch_size: int,
-                  guidance_interval: tuple[float, float] | None = None, what: str | None = None):
+                  guidance_interval: tuple[float, float] | None = None, progress: str | None = None):
     """n 8-bit samples (labels cycling 0-9 for a conditional module), the labels, the seconds it took, and the
-    network evaluations per image. With `what`, the sampling shows its progress under that name."""
+    network evaluations per image. `progress` names the sampling in its progress lines (None: silent)."""
     labels = cycling_labels(n) if module.conditional else None
     start = time.perf_counter()
     result = generate(module, sampler, n, labels, guidance, seed, batch_size=batch_size,
-                      guidance_interval=guidance_interval, progress=what)
+                      guidance_interval=guidance_interval, progress=progress)
     if result.images.is_cuda:
         torch.cuda.synchronize()
     return quantize(to_pixels(result.images.cpu())), labels, time.perf_counter() - start, result.nfe
 
 
 def score_sampler(module, sampler, scorer: SampleScorer, n: int, guidance: float, seed: int, batch_size: int,
-                  guidance_interval: tuple[float, float] | None = None, what: str | None = None) -> dict:
+                  guidance_interval: tuple[float, float] | None = None, progress: str | None = None) -> dict:
     """Scores of n samples, the real-vs-real floor at the same n (when the scorer has floor images), timing, and
-    the network evaluations per image (`nfe`). With `what`, the sampling shows its progress under that name."""
+    the network evaluations per image (`nfe`). `progress` names the sampling in its progress lines (None: silent)."""
     images, labels, seconds, nfe = sample_images(module, sampler, n, guidance, seed, batch_size, guidance_interval,
-                                                 what)
+                                                 progress)
     floor = scorer.floor(n) if scorer.floor_images is not None else {}
     return {**scorer.score(images, labels), **floor, "sampling_seconds": seconds, "images_per_second": n / seconds,
             "nfe": nfe}

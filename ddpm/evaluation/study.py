@@ -77,11 +77,12 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
                     guided = Guided(m.net, labels, point.guidance, point.guidance_interval, m.diffusion.log_snr)
                     scores = cache.put(ckpt, what, {**scores, "nfe": guided.planned_nfe(timesteps)})
             if scores is None:
+                name = f"{run.name} step {train_step} {what}"
                 with torch.inference_mode():
                     scores = score_sampler(m, sampler, scorer, cfg.n, point.guidance, cfg.seed, cfg.batch_size,
-                                           point.guidance_interval, what=f"{run.name} step {train_step} {what}")
+                                           point.guidance_interval, progress=name)
                 cache.put(ckpt, what, scores)
-                log.info(f"{run.name} step {train_step} {what}: FID {scores['fid']:.2f} "
+                log.info(f"{name}: FID {scores['fid']:.2f} "
                          f"(floor {scores['fid_floor']:.2f}), KID {scores['kid']:.4f}, "
                          f"accuracy {scores.get('class_accuracy', float('nan')):.3f}, "
                          f"{scores['images_per_second']:.0f} img/s, {scores['nfe']} NFE")
