@@ -1,5 +1,6 @@
-"""Checkpoints written before the code moved into subpackages still load, resume, and sample the same images, bit
-for bit (tests/fixtures/README.md says how the fixtures were made)."""
+"""Checkpoints written before the code moved into subpackages still load, resume, and sample the same images
+(tests/fixtures/README.md says how the fixtures were made): within a stated tolerance of what another machine
+sampled then, and bit for bit on one machine."""
 
 from pathlib import Path
 
@@ -24,14 +25,31 @@ def test_an_old_checkpoint_names_todays_classes():
     assert hparams["schedule"]["_target_"] == "ddpm.diffusion.schedules.CosineSchedule"
 
 
+# The fixture was sampled on an Intel Xeon. On another CPU kind (an AMD EPYC: both AVX-512) the float32 sums of
+# the convolutions round differently in the last bit; the untrained net's unclipped outputs reach ~3500, where
+# one float32 step is 2.4e-4, and the stochastic DDPM samplers carry the difference to a few such steps: 7.3e-4 at
+# most, 2.1e-7 of the largest value, measured. 1e-5 of the largest value leaves 50x room; a sampler that changed
+# its math (one noise draw more or less, another variance, another step order) moves outputs by O(1) of it.
+CROSS_MACHINE = 1e-5
+
+
+def _old_samples(name: str, guidance: float) -> torch.Tensor:
+    return generate(load_module(OLD), SAMPLERS[name], 6, cycling_labels(6), guidance, seed=3, batch_size=4,
+                    clip_x0=False).images
+
+
 @pytest.mark.parametrize("name", SAMPLERS)
 @pytest.mark.parametrize("guidance", [0.0, 2.0])
 def test_an_old_checkpoint_samples_what_it_sampled_then(name, guidance):
-    module = load_module(OLD)
     expected = torch.load(FIXTURES / "v0_tiny_samples.pt", weights_only=True)[f"{name}_w{guidance:g}"]
-    images = generate(module, SAMPLERS[name], 6, cycling_labels(6), guidance, seed=3, batch_size=4,
-                      clip_x0=False).images
-    assert torch.equal(images, expected)
+    images = _old_samples(name, guidance)
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(images, expected, rtol=0, atol=CROSS_MACHINE * scale)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_an_old_checkpoint_samples_bitwise_alike_on_one_machine(name):
+    assert torch.equal(_old_samples(name, 2.0), _old_samples(name, 2.0))
 
 
 def test_a_run_resumes_from_an_old_checkpoint(tmp_path, synthetic_mnist):
