@@ -59,12 +59,14 @@ def check_train_options(cfg) -> None:
     number("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), low=0, optional=True,
            hint=" (0 or null: no clipping)")
     one_of("trainer.gradient_clip_algorithm", trainer.get("gradient_clip_algorithm", "norm"), ("norm", "value"))
-    one_of("trainer.precision", str(trainer.get("precision", "32-true")), lightning_precisions())
+    one_of("trainer.precision", str(trainer.get("precision", "32-true")), ["auto", *lightning_precisions()])
     boolean("trainer.enable_progress_bar", trainer.get("enable_progress_bar", True))
     callbacks = cfg.get("callbacks") or {}
     if callbacks.get("ema"):
         number("callbacks.ema.decay", callbacks.ema.get("decay"), 0, 1, low_open=True, high_open=True,
                hint=", e.g. 0.999")
+        number("callbacks.ema.power", callbacks.ema.get("power"), low=0, low_open=True, optional=True,
+               hint=", e.g. 6.94 (sigma_rel 0.10), or null for the constant decay")
     if callbacks.get("periodic_checkpoint"):
         positive_int("callbacks.periodic_checkpoint.every_n_train_steps",
                      callbacks.periodic_checkpoint.get("every_n_train_steps"), optional=True)

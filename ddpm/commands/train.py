@@ -1,5 +1,6 @@
 """train(cfg): build everything from the composed Hydra config and fit. `train.py` at the top only wraps it."""
 
+import logging
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from ddpm.cli.runtime import check_writable, save_run_config
 from ddpm.errors import CheckpointError, ConfigError, NonFiniteError
 from ddpm.training.callbacks import HparamsSummary, StopCheckpoint
 from ddpm.training.checkpoint import check_resumable, load_checkpoint
+from ddpm.training.precision import auto_precision
+
+log = logging.getLogger(__name__)
 
 
 def check_multirun_ddp(cfg: DictConfig, trainer: L.Trainer, multirun: bool) -> None:
@@ -88,7 +92,7 @@ def run_hparams(cfg: DictConfig) -> dict:
         values = OmegaConf.to_container(cfg[group], resolve=True)
         params.update({f"{group}.{key}": v for key, v in values.items() if key not in ("_target_", "net", "schedule")})
     for key in ("trainer.max_steps", "trainer.gradient_clip_val", "data.batch_size", "data.train_size", "seed",
-                "callbacks.ema.decay"):
+                "callbacks.ema.decay", "callbacks.ema.power"):
         params[key] = OmegaConf.select(cfg, key)
     return params
 
@@ -114,8 +118,13 @@ def build(cfg: DictConfig, multirun: bool):
     ckpt_path = resume_checkpoint(cfg)
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c] + [HparamsSummary(run_hparams(cfg))]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    precision = {}
+    if str(cfg.trainer.get("precision")) == "auto":
+        value, why = auto_precision(cfg.trainer.get("accelerator", "auto"))
+        log.info(f"trainer.precision=auto: {value}, {why} (set trainer.precision=32-true or bf16-mixed to choose)")
+        precision = {"precision": value}
     with refused_by_lightning("trainer"):
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **precision)
     check_multirun_ddp(cfg, trainer, multirun)
     if ckpt_path:
         check_unfinished(cfg, check_resumable(ckpt_path, module, trainer), ckpt_path, trainer)

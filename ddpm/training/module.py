@@ -1,10 +1,12 @@
 """The LightningModule: a denoising network and a Gaussian diffusion, trained with the simple DDPM loss."""
 
 import math
+import time
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
 from ddpm.data.images import to_unit_range
@@ -72,6 +74,9 @@ class DiffusionModule(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
         self.diffusion = GaussianDiffusion(instantiate(schedule), prediction, min_snr_gamma)
         self._resumed_rng: dict | None = None
+        # Training wall-clock: the seconds of earlier sessions of this run (from its checkpoint) and when this one's
+        # training started. Monotonic, so that a clock change does not move it.
+        self._seconds_before, self._started = 0.0, None
 
     @property
     def conditional(self) -> bool:
@@ -106,11 +111,21 @@ class DiffusionModule(L.LightningModule):
             # Every rank calls this hook; rank 0 writes one row per rank (NCCL gathers CUDA tensors only).
             states = {k: self.all_gather(v.to(self.device)).cpu() for k, v in states.items()}
         checkpoint["rng_states"] = states
+        checkpoint["train_seconds"] = self.train_seconds
 
     def on_load_checkpoint(self, checkpoint):
         self._resumed_rng = checkpoint.get("rng_states")
+        self._seconds_before = float(checkpoint.get("train_seconds", 0.0))
+
+    @property
+    def train_seconds(self) -> float:
+        """Wall-clock seconds this run has trained, over all its sessions (resumes) and including its validations
+        and sample grids: what a user waits for a model, the x-axis of quality against training time."""
+        running = 0.0 if self._started is None else time.monotonic() - self._started
+        return self._seconds_before + running
 
     def on_train_start(self):
+        self._started = time.monotonic()
         # Restored here rather than on load: the sanity-check validation runs in between.
         states, self._resumed_rng = self._resumed_rng, None
         world, rank = self.trainer.world_size, self.global_rank
@@ -125,6 +140,10 @@ class DiffusionModule(L.LightningModule):
             # All ranks start from the same seed (or from one saved state): without this they would draw the same
             # t and noise for their different images, which wastes most of the extra batch's noise samples.
             torch.manual_seed(int(torch.randint(2**62, ())) + rank)
+
+    def on_train_end(self):
+        rank_zero_info(f"trained to step {self.global_step} in {self.train_seconds / 60:.1f} min of training "
+                       f"wall-clock (every session of this run; checkpoints hold it as train_seconds)")
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         # Stopping through should_stop (rather than letting max_steps end the loop) makes Lightning run one last
