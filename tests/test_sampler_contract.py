@@ -47,6 +47,7 @@ class Smooth(nn.Module):
 
 
 def test_the_contract_sees_every_sampler_yaml():
+    # A glob that found nothing would leave every test below with no cases, passing in silence.
     assert {"ddpm", "ddpm_beta", "ddim", "dpmpp", "sde_dpmpp", "heun"} <= set(SAMPLER_NAMES)
 
 
