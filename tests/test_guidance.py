@@ -1,5 +1,5 @@
 """Classifier-free guidance in a limited interval of log-SNR (Kynkaanniemi et al. 2024), its one rule for every
-sampler and command, and the network evaluations it costs."""
+command, and the network evaluations it costs (for every sampler: tests/test_sampler_contract.py)."""
 
 import csv
 import math
@@ -9,29 +9,13 @@ import torch
 from conftest import compose_train
 from omegaconf import open_dict
 from test_samplers import Recorder
-from torch import nn
 
 from ddpm.commands.sample import sample
-from ddpm.diffusion.gaussian import GaussianDiffusion
-from ddpm.diffusion.schedules import CosineSchedule, LinearSchedule
 from ddpm.errors import ConfigError
 from ddpm.evaluation.points import expand_points
 from ddpm.evaluation.results import RESULT_COLUMNS, merge_results
-from ddpm.models.unet import UNet
 from ddpm.sampling.guidance import Guided, check_interval
-from ddpm.sampling.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, SDEDPMSolverSampler
 from ddpm.training.module import DiffusionModule
-
-SAMPLERS = [DDPMSampler(steps=6), DDIMSampler(6, eta=0.5), DPMSolverSampler(6), SDEDPMSolverSampler(6)]
-
-
-@pytest.fixture(scope="module")
-def tiny_net():
-    torch.manual_seed(0)
-    net = UNet(channels=8, channel_mults=(1, 2), attention=False, num_classes=10).eval()
-    for p in net.parameters():  # away from the zero-initialised output, so that guidance changes the samples
-        nn.init.normal_(p, std=0.05)
-    return net
 
 
 @pytest.mark.parametrize("value", [[5, 1], [1], [1, 2, 3], [float("nan"), 1], [0, float("nan")], "wide", 3, [True, 2],
@@ -57,48 +41,12 @@ def test_good_intervals_are_accepted():
     assert check_interval("guidance_interval", [-math.inf, 0]) == (-math.inf, 0.0)  # open below
 
 
-def run(sampler, net, d, guidance, interval=None, seed=0):
-    noise = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(7))
-    return sampler.sample(net, d, noise, torch.tensor([1, 3, 5, 7]), guidance, guidance_interval=interval,
-                          generator=torch.Generator().manual_seed(seed))
-
-
-@pytest.mark.parametrize("sampler", SAMPLERS, ids=repr)
-@pytest.mark.parametrize("schedule", [LinearSchedule(40), CosineSchedule(40)], ids=["linear", "cosine"])
-def test_an_interval_with_no_step_is_unguided_and_one_with_every_step_is_plain_guidance(tiny_net, sampler, schedule):
-    d = GaussianDiffusion(schedule)
-    unguided, plain = run(sampler, tiny_net, d, 0.0), run(sampler, tiny_net, d, 2.0)
-    assert not torch.equal(unguided.images, plain.images)
-    none = run(sampler, tiny_net, d, 2.0, (50.0, 60.0))  # above every step's log-SNR
-    every = run(sampler, tiny_net, d, 2.0, (-60.0, 60.0))
-    assert torch.equal(none.images, unguided.images) and none.nfe == unguided.nfe == 6
-    assert torch.equal(every.images, plain.images) and every.nfe == plain.nfe == 12
-    assert torch.equal(run(sampler, tiny_net, d, 2.0, (-math.inf, math.inf)).images, plain.images)
-
-
 class Recording(Recorder):
     """Records (t, batch size) of every forward pass."""
 
     def forward(self, x, t, labels=None):
         self.calls.append((int(t[0]), x.shape[0]))
         return torch.zeros_like(x)
-
-
-@pytest.mark.parametrize("schedule", [LinearSchedule(100), CosineSchedule(100)], ids=["linear", "cosine"])
-def test_exactly_the_steps_in_the_interval_are_guided_in_two_halves_the_others_in_one_pass(schedule):
-    """[-2, 4] in log-SNR picks different timesteps under each schedule, the same noise levels; the unguided steps
-    cost one forward pass of the batch, the guided ones one pass of twice the batch."""
-    d, model = GaussianDiffusion(schedule), Recording()
-    sampler = DDIMSampler(20)
-    result = sampler.sample(model, d, torch.randn(3, 1, 4, 4), torch.tensor([1, 2, 3]), 2.0, guidance_interval=(-2, 4))
-    log_snr = schedule.log_snr()
-    expected = [(t, 6 if -2 <= log_snr[t] <= 4 else 3) for t in sampler.timesteps(100)]
-    assert model.calls == expected
-    guided = sum(batch == 6 for _, batch in expected)
-    assert 0 < guided < 20  # the interval cuts through the run
-    assert result.nfe == 20 + guided
-    planned = Guided(model, torch.tensor([1]), 2.0, (-2, 4), d.log_snr).planned_nfe(sampler.timesteps(100))
-    assert planned == result.nfe  # what compare fills in for scores cached before NFE was recorded
 
 
 def test_guided_wrapper_counts_passes_per_image_and_ignores_guidance_without_labels():

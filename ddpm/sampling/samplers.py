@@ -1,5 +1,6 @@
 """Reverse-process samplers. Each one picks the timesteps it visits and how to step from x_t to x_{t_prev};
-the loop, classifier-free guidance (ddpm.sampling.guidance.Guided) and x0 clipping are shared.
+the loop, classifier-free guidance (ddpm.sampling.guidance.Guided) and x0 clipping are shared. A step gets the
+network as a callable `denoise(x, t) -> (x0, eps)`, so a solver may evaluate it more than once per step (Heun).
 
 A sampler is built from conf/sampler/<name>.yaml with its own default step count (`steps`); `set_timesteps(n, T)`
 chooses the count of the runs to come once the schedule's T is known, as diffusers' `set_timesteps`: n = None keeps
@@ -38,7 +39,14 @@ class Sampler:
             self.steps = check_steps(steps)
         return self.timesteps(T)
 
-    def step(self, diffusion, x, x0, eps, t, t_prev, generator):
+    def evaluations(self, timesteps: list[int]) -> list[int]:
+        """The timesteps at which a run over `timesteps` calls the network, in order: one call per step unless the
+        solver evaluates more (what Guided.planned_nfe counts)."""
+        return list(timesteps)
+
+    def step(self, diffusion, denoise, x, t, t_prev, generator):
+        """x at timestep t_prev (-1: the clean data) from x at t. `denoise(x, t)` is the network behind guidance and
+        the diffusion's conversion: the (x0, eps) it predicts at (x, t), one network evaluation per call."""
         raise NotImplementedError
 
     def reset(self):
@@ -69,13 +77,23 @@ class Sampler:
         x = noise
         trajectory = [(diffusion.timesteps, x.cpu())] if record else []
         pairs = list(zip(steps, steps[1:] + [-1]))
+        denoise = denoiser(guided, diffusion, clip_x0)
         for i, (t_now, t_prev) in enumerate(progress(pairs) if progress else pairs):
-            t = torch.full((x.shape[0],), t_now, device=x.device, dtype=torch.long)
-            x0, eps = diffusion.split_prediction(guided(x, t_now), x, t, clip=clip_x0)
-            x = self.step(diffusion, x, x0, eps, t_now, t_prev, generator)
+            x = self.step(diffusion, denoise, x, t_now, t_prev, generator)
             if i in record:
                 trajectory.append((max(t_prev, 0), x.cpu()))
         return SampleResult(x.clamp(-1, 1) if clip_x0 else x, trajectory, guided.nfe)
+
+
+def denoiser(guided: Guided, diffusion: GaussianDiffusion, clip_x0: bool):
+    """The (guided) network as the steps call it: (x0, eps) at (x, t) for a batch at one timestep t, x0 clamped to
+    [-1, 1] when clip_x0 (and eps consistent with it)."""
+
+    def denoise(x: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        batch_t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        return diffusion.split_prediction(guided(x, t), x, batch_t, clip=clip_x0)
+
+    return denoise
 
 
 def _randn_like(x: torch.Tensor, generator) -> torch.Tensor:
@@ -108,7 +126,8 @@ class DDPMSampler(Sampler):
         self.steps = check_steps(steps, optional=True)
         self.variance = one_of("sampler.variance", variance, ("posterior", "beta"))
 
-    def step(self, diffusion, x, x0, eps, t, t_prev, generator):
+    def step(self, diffusion, denoise, x, t, t_prev, generator):
+        x0, _ = denoise(x, t)
         batch = lambda value: torch.full((x.shape[0],), value, dtype=torch.long)  # noqa: E731
         mean, posterior_variance, beta = diffusion.q_posterior(x0, x, batch(t), batch(t_prev))
         if t_prev < 0:
@@ -129,7 +148,8 @@ class DDIMSampler(Sampler):
         # Above 1, sigma would exceed the noise level of the step's target and the formula stops being DDIM's.
         self.eta = number("sampler.eta", eta, 0, 1, hint=" (0: deterministic, 1: DDPM-like)")
 
-    def step(self, diffusion, x, x0, eps, t, t_prev, generator):
+    def step(self, diffusion, denoise, x, t, t_prev, generator):
+        x0, eps = denoise(x, t)
         ab, ab_prev = diffusion.alpha_bar(t), diffusion.alpha_bar(t_prev)
         sigma = self.eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
         x_prev = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
@@ -157,7 +177,8 @@ class DPMSolverSampler(Sampler):
     def reset(self):
         self._previous = None  # (x0 prediction, step size h) of the step before
 
-    def step(self, diffusion, x, x0, eps, t, t_prev, generator):
+    def step(self, diffusion, denoise, x, t, t_prev, generator):
+        x0, _ = denoise(x, t)
         if t_prev < 0:
             return x0
         ab, ab_prev = diffusion.alpha_bar(t), diffusion.alpha_bar(t_prev)
@@ -200,3 +221,39 @@ class SDEDPMSolverSampler(DPMSolverSampler):
         decay = -math.expm1(-2 * h)  # 1 - e^-2h, without cancellation at small h
         drift = (sigma_prev / sigma * math.exp(-h)) * x + (alpha_prev * decay) * denoised
         return drift + sigma_prev * math.sqrt(decay) * _randn_like(x, generator)
+
+
+class HeunSampler(Sampler):
+    """Heun's second-order method (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
+    Models", Algorithm 1; deterministic): an Euler step of the probability-flow ODE, then the trapezoidal
+    correction with the derivative at the step's end, except on the last step, into sigma = 0, where that
+    derivative is undefined. Two network evaluations per step but the last: 2 steps - 1 in all. Over the same
+    evenly spaced timesteps as DDIM, whose step is Heun's Euler predictor.
+
+    The paper's ODE is written for x^ = x / s with s = sqrt(alpha_bar) and noise level
+    sigma = sqrt((1 - alpha_bar) / alpha_bar) (their Table 1, VP: the project's x is s x^): eq. 1 with sigma(t) = t
+    and the score (D(x^; sigma) - x^) / sigma^2 of eq. 3 is dx^/dsigma = (x^ - D) / sigma, the eps prediction."""
+
+    def __init__(self, steps: int = 18):
+        self.steps = check_steps(steps)
+
+    def evaluations(self, timesteps: list[int]) -> list[int]:
+        # Every step evaluates at its start; all but the last again at their end (the correction, lines 6-7).
+        pairs = zip(timesteps, timesteps[1:] + [-1])
+        return [u for t, t_prev in pairs for u in ((t, t_prev) if t_prev >= 0 else (t,))]
+
+    def step(self, diffusion, denoise, x, t, t_prev, generator):
+        x0, eps = denoise(x, t)  # line 4: d_i = (x^_i - D(x^_i; sigma_i)) / sigma_i = eps
+        if t_prev < 0:
+            # Line 5 to sigma = 0: x^ + (0 - sigma) eps = D, the denoised sample; no correction (line 6).
+            return x0
+        ab, ab_prev = diffusion.alpha_bar(t), diffusion.alpha_bar(t_prev)
+        s, s_prev = ab**0.5, ab_prev**0.5
+        dsigma = ((1 - ab_prev) / ab_prev) ** 0.5 - ((1 - ab) / ab) ** 0.5  # sigma_{i+1} - sigma_i < 0
+        x_hat = x / s
+        euler = x_hat + dsigma * eps  # line 5: the Euler step, DDIM's at eta = 0
+        _, eps_end = denoise(s_prev * euler, t_prev)  # line 7: d'_i at (x^_{i+1}, sigma_{i+1})
+        return s_prev * (x_hat + dsigma * (0.5 * eps + 0.5 * eps_end))  # line 8: the trapezoidal rule
+
+    def __repr__(self) -> str:
+        return f"HeunSampler(steps={self.steps})"
