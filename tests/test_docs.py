@@ -1,8 +1,10 @@
 """The README and docs/ stay true to the repository: every relative link and image resolves, the README stays a
-five-minute page, and every command of its quick start composes against conf/ (Hydra's compose API, no run)."""
+five-minute page, every command of its quick start composes against conf/ (Hydra's compose API, no run), and every
+number that scripts/docs_numbers.py generates from docs/compare/*.csv is what the committed rows give."""
 
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import docs_numbers  # noqa: E402 (a script, found through the path above)
+
 CONF = ROOT / "conf"
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
@@ -100,3 +105,31 @@ def test_every_console_script_has_its_config():
     assert scripts and all(name == module for name, module in scripts)
     assert {name for name, _ in scripts} == set(CONFIGS)
     assert all((CONF / f"{config}.yaml").exists() for config in CONFIGS.values())
+
+
+def test_generated_numbers_are_those_of_the_committed_rows():
+    """tables.md and every block between `<!-- generated: NAME -->` and `<!-- end: NAME -->` as the committed csv
+    files make them: `python scripts/docs_numbers.py` rewrites what this names."""
+    assert docs_numbers.stale() == []
+
+
+def test_a_changed_row_changes_the_generated_text():
+    """The check above can fail: one FID of the schedule study changed in memory changes the README's table."""
+    rows = docs_numbers.load()
+    row = docs_numbers.one(rows, re.compile("linear_eps_seed0"), train_step=1100, sampler="ddim", steps=50,
+                           guidance=2.0)
+    row["fid"] += 3.0
+    assert {"README.md", "docs/compare/tables.md"} <= set(docs_numbers.stale(rows))
+
+
+def test_a_block_the_generator_does_not_know_is_refused():
+    study = docs_numbers.Study([], [])
+    with pytest.raises(LookupError, match="blocks"):
+        docs_numbers.render("<!-- generated: nothing -->\nx\n<!-- end: nothing -->\n", {}, study)
+
+
+def test_wrapped_lines_start_with_no_markdown_syntax():
+    text = "- " + " ".join(["word"] * 25 + [">= -1", "- x", "2. y", "= 1.5", "# z", "| t"] * 8)
+    lines = docs_numbers.wrap(text, "  ").splitlines()
+    assert max(map(len, lines)) <= 120 and len(lines) > 3
+    assert not [line for line in lines[1:] if re.match(r"\s*([-+*>=<#|]|\d+[.)]\s)", line)]
