@@ -471,11 +471,36 @@ def readme_results(study: Study) -> str:
     return f"{intro}\n\n{table_}\n\n{items}"
 
 
+# ---- docs/measuring.md
+
+
+def floor_rounds(study: Study, column: str, digits: int) -> str:
+    return ", ".join(f"{floor_of(rows, column, digits)} with {name} judges" for name, rows in study.floors())
+
+
+def measuring_fid(study: Study) -> str:
+    rounds = "; ".join(f"{floor_of(rows, 'fid_floor')} for judge 1 and {floor_of(rows, 'fid_floor_judge2')} for "
+                       f"judge 2 with {name} judges" for name, rows in study.floors())
+    return bullets(f"""**FID** (torchmetrics' `FrechetInceptionDistance` on the judge's penultimate layer) against the
+        10,000 test images. FID is biased upwards at small n, so every FID is printed beside **`fid_floor`, the FID of
+        n real training images at the same n** (mean over 4 disjoint sets). Each training of the judges has its own
+        floor; at n = 1000: {rounds} (the `fid_floor` and `fid_floor_judge2` columns of
+        [compare/results.csv](compare/results.csv)). Compare FIDs only at equal n and with the same judges.""")
+
+
+def measuring_kid(study: Study) -> str:
+    return bullets(f"""**KID** (torchmetrics' `KernelInceptionDistance`, the same features; 100 subsets of up to
+        1000): unbiased in n, with its standard deviation `kid_std`. The judges' features are not normalised, so KID
+        here is in units of their scale (real-vs-real at n = 1000: {floor_rounds(study, 'kid_floor', 2)}; the
+        `kid_floor` column), not Inception's.""")
+
+
 # ---- writing the pages
 
 # page (relative to the repository root) -> block name -> the function that writes the block
 BLOCKS = {
     "README.md": {"verdict": readme_verdict, "results": readme_results},
+    "docs/measuring.md": {"fid": measuring_fid, "kid": measuring_kid},
 }
 
 

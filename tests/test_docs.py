@@ -133,3 +133,37 @@ def test_wrapped_lines_start_with_no_markdown_syntax():
     lines = docs_numbers.wrap(text, "  ").splitlines()
     assert max(map(len, lines)) <= 120 and len(lines) > 3
     assert not [line for line in lines[1:] if re.match(r"\s*([-+*>=<#|]|\d+[.)]\s)", line)]
+
+
+def config_group_rows() -> list[tuple[list[str], str]]:
+    """(groups, options cell) of each row of the README's table of config groups."""
+    section = README.read_text().split("## Config groups", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 2:
+            rows.append((re.findall(r"`([\w/]+)`", cells[0]), cells[1]))
+    return rows
+
+
+def test_the_config_table_names_every_option_of_each_group():
+    rows = config_group_rows()
+    assert {"plan", "sampler", "schedule"} <= {g for groups, _ in rows for g in groups}
+    for groups, options in rows:
+        named = set(re.findall(r"`(\w+)`", options))
+        for group in groups:
+            assert (CONF / group).is_dir(), group
+            missing = {p.stem for p in (CONF / group).glob("*.yaml")} - named
+            assert not missing, f"README's row for `{group}` lacks {sorted(missing)}"
+
+
+def test_the_config_table_states_each_samplers_default_steps():
+    options = dict((groups[0], cell) for groups, cell in config_group_rows())["sampler"]
+    for name, steps in re.findall(r"`(\w+)` \((\d+)", options):
+        assert yaml.safe_load((CONF / "sampler" / f"{name}.yaml").read_text())["steps"] == int(steps), name
+
+
+def test_the_plans_measuring_md_lists_are_those_of_conf():
+    text = (ROOT / "docs" / "measuring.md").read_text()
+    listed = re.search(r"`conf/plan/\*\.yaml`: ([^)]*)\)", text).group(1)
+    assert set(re.findall(r"`(\w+)`", listed)) == {p.stem for p in (CONF / "plan").glob("*.yaml")}
