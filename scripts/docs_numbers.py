@@ -495,12 +495,40 @@ def measuring_kid(study: Study) -> str:
         `kid_floor` column), not Inception's.""")
 
 
+# ---- docs/sampling.md
+
+
+def sampling_defaults(study: Study) -> str:
+    h = sampling_headline(study)
+    return wrap(f"""**Defaults.** sample, evaluate, compare's grids (`grid.*`) and the training callbacks' grids and FID
+        draw with SDE-DPM-Solver++(2M) at 25 steps, guidance w = 1.5 only at log-SNR >= -1: {h['nfe']} NFE per image
+        (fewer under the linear schedule, whose steps spend less time in that range), the best measured setting at
+        class accuracy >= 0.97 and <= 100 NFE for the default 10,000-step models, which it puts at the real-data
+        floor (FID {h['linear']} and {h['cosine']} over 3 sampling seeds against a floor of {h['floor']}). A model
+        trained much shorter needs guidance at higher noise: for the quickstart's, `guidance=1
+        'guidance_interval=[-3,3]'` ({h['quick_nfe']} NFE; FID {h['quick']} over {h['quick_seeds']} training seeds
+        against {h['quick_old']} with the old default)
+        ([the measurement](compare/README.md#sampling-settings-the-defaults-by-measurement)). `experiment=quickstart`
+        draws its training grids with that setting; its FID callback (`callbacks.sample_metrics`, off unless
+        `every_n_validations` is set) keeps the default. Any other sampler is `sampler=<name>`; guidance at every step
+        is `guidance_interval=null`.""")
+
+
+def sampling_nfe(study: Study) -> str:
+    without = pick(study.rows, nfe=None)
+    return wrap(f"""**NFE.** The log, evaluate's `metrics.json` and every row that compare writes state the network
+        evaluations per image: one per unguided step, two per guided step. The rows of
+        [compare/results.csv](compare/results.csv) scored before NFE was recorded (the schedule study's:
+        {len(without)} of {len(study.rows)} rows) leave the `nfe` column empty.""")
+
+
 # ---- writing the pages
 
 # page (relative to the repository root) -> block name -> the function that writes the block
 BLOCKS = {
     "README.md": {"verdict": readme_verdict, "results": readme_results},
     "docs/measuring.md": {"fid": measuring_fid, "kid": measuring_kid},
+    "docs/sampling.md": {"defaults": sampling_defaults, "nfe": sampling_nfe},
 }
 
 

@@ -167,3 +167,34 @@ def test_the_plans_measuring_md_lists_are_those_of_conf():
     text = (ROOT / "docs" / "measuring.md").read_text()
     listed = re.search(r"`conf/plan/\*\.yaml`: ([^)]*)\)", text).group(1)
     assert set(re.findall(r"`(\w+)`", listed)) == {p.stem for p in (CONF / "plan").glob("*.yaml")}
+
+
+def composed(config_name: str, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+def setting(node, sampler) -> tuple:
+    """(sampler class, steps, w, interval) of a composed node that samples (sample.yaml, a callback, compare's grid)
+    with its sampler's config."""
+    steps = node.get("steps") or sampler.steps
+    return sampler._target_.rsplit(".", 1)[-1], steps, node.guidance, OmegaConf.to_container(node.guidance_interval)
+
+
+def test_sampling_md_names_the_settings_conf_composes():
+    """docs/sampling.md, "Defaults": sample, evaluate, compare's grids and the training callbacks draw with
+    SDE-DPM-Solver++-25 at w = 1.5 from log-SNR -1 up; experiment=quickstart's grids with w = 1 in [-3, 3], its FID
+    callback with the default."""
+    default = ("SDEDPMSolverSampler", 25, 1.5, [-1, float("inf")])
+    quick = ("SDEDPMSolverSampler", 25, 1.0, [-3, 3])
+    for name in ("sample", "evaluate"):
+        cfg = composed(name)
+        assert setting(cfg, cfg.sampler) == default, name
+    grid = composed("compare").grid
+    assert setting(grid, OmegaConf.load(CONF / "sampler" / f"{grid.sampler}.yaml")) == default
+    for experiment, grids in ((None, default), ("quickstart", quick)):
+        callbacks = composed("train", *([f"experiment={experiment}"] if experiment else [])).callbacks
+        assert setting(callbacks.sample_grid, callbacks.sample_grid.sampler) == grids, experiment
+        assert setting(callbacks.sample_metrics, callbacks.sample_metrics.sampler) == default, experiment
+    text = " ".join((ROOT / "docs" / "sampling.md").read_text().split())
+    assert "w = 1.5 only at log-SNR >= -1" in text and "`experiment=quickstart` draws its training grids" in text
