@@ -522,6 +522,83 @@ def sampling_nfe(study: Study) -> str:
         {len(without)} of {len(study.rows)} rows) leave the `nfe` column empty.""")
 
 
+# ---- docs/compare/README.md
+
+STUDY_POINTS = [("ddim", 10, 2.0), ("ddim", 20, 2.0), ("ddim", 50, 2.0), ("dpmpp", 10, 2.0), ("dpmpp", 20, 2.0),
+                ("ddpm", 250, 2.0), ("ddim", 50, 1.0)]
+DEFAULT_POINTS = [("ddim", 10, 0.0), ("ddim", 50, 0.0), ("dpmpp", 20, 0.0), ("ddpm", 250, 0.0), ("ddim", 10, 1.0),
+                  ("ddim", 50, 1.0), ("ddim", 10, 2.0), ("ddim", 50, 2.0), ("ddim", 50, 5.0)]
+
+
+def short(sampler: str, steps: int, w: float) -> str:
+    return f"{ {'dpmpp': 'DPM++'}.get(sampler, SAMPLER_NAMES[sampler])}-{steps} w={w:g}"
+
+
+def with_seeds(rows: list[dict], metric: str = "fid") -> str:
+    """Mean ± std, and the number of seeds in brackets where it is not 3."""
+    return pm(rows, metric) + (f" ({len(rows)})" if len(rows) != 3 else "")
+
+
+def compare_conditions(study: Study) -> str:
+    return wrap(f"""Today's `small` UNet (506k parameters), T = 1000, n = 1000 samples per point (labels cycling 0-9,
+        sampling seed 0, the same noise for every run), FID and KID in judge 1's features against the 10,000 test
+        images (see [../measuring.md](../measuring.md)). **The real-vs-real floor at n = 1000 is FID
+        {floor_of(study.final, 'fid_floor')}** (judge 2: {floor_of(study.final, 'fid_floor_judge2')}). Mean ±
+        standard deviation over training seeds; (k) = number of seeds where it is not 3.""")
+
+
+def compare_b1100_table(study: Study) -> str:
+    header = ["arm"] + [short(*p) for p in STUDY_POINTS] + ["DDIM-50 w=2, judge 2", "accuracy, DDIM-50 w=2"]
+    body = []
+    for loss in LOSSES:
+        for schedule in SCHEDULES:
+            cells = [with_seeds(study.arm(schedule, loss, sampler=s, steps=n, guidance=w)) for s, n, w in STUDY_POINTS]
+            ddim50 = study.arm(schedule, loss, sampler="ddim", steps=50, guidance=2.0)
+            label = f"{schedule}, {'eps' if loss == 'eps' else 'min-SNR-5'}"
+            body.append([label, *cells, with_seeds(ddim50, "fid_judge2"), span(values(ddim50, "class_accuracy"), 3)])
+    return "FID, judge 1 unless named:\n\n" + markdown_table(header, body)
+
+
+def compare_tie(study: Study) -> str:
+    t = tie(study)
+    plain_linear = [statistics.stdev(values(study.arm("linear", "eps", sampler=s, steps=n, guidance=2.0), "fid"))
+                    for s, n in (("ddim", 20), ("ddim", 50), ("ddim", 100), ("dpmpp", 20))]
+    judge2 = "; ".join(" vs ".join(num(mean(study.arm(s, loss, sampler="ddim", steps=50, guidance=2.0), "fid_judge2"))
+                                   for s in SCHEDULES) for loss in LOSSES)
+    claim(t["inside"], "the gaps at the tied points are inside the seeds' spread")
+    return bullets(f"""**20 or more steps at w = 2: a tie.** {t['points']} differ between the schedules by
+        {num(t['low'])}-{num(t['bound'])} FID (means over seeds), each gap inside the larger standard deviation of its
+        two arms (that of linear's plain-loss seeds alone is {span(plain_linear)} at DDIM-20/50/100 and
+        DPM-Solver++-20), and judge 2 agrees (DDIM-50: {judge2}). KID says the same ([tables.md](tables.md)). It
+        holds at w = 2 only: the larger gaps at 20+ steps are {outside_text(t['outside'])}.""")
+
+
+def compare_b10000_table(study: Study) -> str:
+    final = default_budget_final(study)["final"]
+    header = ["schedule"] + [short(*p) for p in DEFAULT_POINTS]
+    body = [[s] + [fid_at(final, s, sampler=p, steps=n, guidance=w) for p, n, w in DEFAULT_POINTS] for s in SCHEDULES]
+    body.append(["judge 2: linear / cosine"] + [" / ".join(fid_at(final, s, metric="fid_judge2", sampler=p, steps=n,
+                                                                   guidance=w) for s in SCHEDULES)
+                                                for p, n, w in DEFAULT_POINTS])
+    return markdown_table(header, body)
+
+
+def compare_b10000_lead(study: Study) -> str:
+    b = default_budget_final(study)
+    final = b["final"]
+
+    def at(s, sampler, steps, w):
+        return fid_at(final, s, sampler=sampler, steps=steps, guidance=w)
+
+    floor = floor_of(final, "fid_floor")
+    claim(all(float(at(s, "ddpm", 250, 0.0)) < float(floor) for s in SCHEDULES), "DDPM-250 at w = 0 is below the floor")
+    return bullets(f"""**With guidance (w = 1, 2, 5) cosine is ahead** at every scored point, by {b['guided']} FID
+        (judge 2: {b['guided_j2']}); **at w = 0 linear is ahead with few steps** (DDIM-10:
+        {at('linear', 'ddim', 10, 0.0)} vs {at('cosine', 'ddim', 10, 0.0)}) and they tie with DDPM-250
+        ({at('linear', 'ddpm', 250, 0.0)} vs {at('cosine', 'ddpm', 250, 0.0)}, below the floor of {floor}: at
+        n = 1000 these samples are as close to the test set as 1000 real training digits).""")
+
+
 # ---- writing the pages
 
 # page (relative to the repository root) -> block name -> the function that writes the block
@@ -529,6 +606,9 @@ BLOCKS = {
     "README.md": {"verdict": readme_verdict, "results": readme_results},
     "docs/measuring.md": {"fid": measuring_fid, "kid": measuring_kid},
     "docs/sampling.md": {"defaults": sampling_defaults, "nfe": sampling_nfe},
+    "docs/compare/README.md": {"conditions": compare_conditions, "b1100-table": compare_b1100_table,
+                               "tie": compare_tie, "b10000-table": compare_b10000_table,
+                               "b10000-lead": compare_b10000_lead},
 }
 
 
