@@ -420,6 +420,7 @@ def readme_results(study: Study) -> str:
         body.append([f"{schedule}, {loss_name(loss)}", pm(rows), pm(rows, "fid_judge2"),
                      span(values(rows, "class_accuracy"), 3)])
     t, h, b = tie(study), sampling_headline(study), default_budget_final(study)
+    inside = ", inside the seeds' spread" if t["inside"] else ""
     ten = {(s, loss): (lin, cos) for s, loss, lin, cos in ten_steps_linear_wins(study)}
     gains = {w: [guidance_gain(study, s, w) for s in SCHEDULES] for w in (2.0, 1.0)}
     claim(all(g > 0 for gs in gains.values() for g in gs), "min-SNR-5 beats the plain loss at DDIM-50, w = 1 and 2")
@@ -440,9 +441,9 @@ def readme_results(study: Study) -> str:
         per point, FID in a small MNIST judge's features (real-vs-real floor at n = 1000:
         {floor_of(study.final, 'fid_floor')}). DDIM-50, w = 2, mean ± std over seeds:""")
     items = bullets(
-        f"""**20+ sampling steps at w = 2: a tie** ({t['points']}: the schedules' mean FIDs differ by at most
-        {num(t['bound'])} at each{", inside the seeds' spread" if t['inside'] else ""}). Larger gaps at 20+ steps,
-        at other w or with fewer seeds: {outside_text(t['outside'])}.""",
+        f"""**20+ sampling steps at w = 2: a tie** ({t['points']}: within {num(t['bound'])} FID at each{inside});
+        up to {num(max(abs(g['gap']) for g in t['outside']))} at
+        {", ".join(sorted({point_name(g['sampler'], g['steps'], g['guidance']) for g in t['outside']}))}.""",
         f"""**10 deterministic steps: linear is better**, e.g. DPM-Solver++-10 {num(ten[('dpmpp', 'eps')][0])} vs
         {num(ten[('dpmpp', 'eps')][1])} (plain loss).""",
         f"""**min-SNR-5 beats the plain loss** by {span(gains[2.0])} FID at w = 2 and {span(gains[1.0])} at w = 1
