@@ -198,3 +198,30 @@ def test_sampling_md_names_the_settings_conf_composes():
         assert setting(callbacks.sample_metrics, callbacks.sample_metrics.sampler) == default, experiment
     text = " ".join((ROOT / "docs" / "sampling.md").read_text().split())
     assert "w = 1.5 only at log-SNR >= -1" in text and "`experiment=quickstart` draws its training grids" in text
+
+
+def parameters(name: str) -> int:
+    from hydra.utils import instantiate
+
+    from ddpm.models.reference_unet import ReferenceUNet
+
+    net = ReferenceUNet() if name == "reference" else instantiate(OmegaConf.load(CONF / "model" / f"{name}.yaml"))
+    return sum(p.numel() for p in net.parameters())
+
+
+def stated_sizes(text: str, pattern: str) -> dict[str, tuple[float, str]]:
+    return {name: (float(value), unit) for name, value, unit in re.findall(pattern, text)}
+
+
+def test_parameter_counts_are_those_of_the_models():
+    """The README's config table and speed.md's tables state each model's size as the nets have it."""
+    readme = dict((groups[0], cell) for groups, cell in config_group_rows())["model"]
+    speed = (ROOT / "docs" / "speed.md").read_text()
+    stated = [stated_sizes(readme, r"`(\w+)` \((\d+(?:\.\d+)?)(k|M)"),
+              stated_sizes(speed, r"(?m)^\| (\w+)[^|]*\| (\d+(?:\.\d+)?)(k|M) \|")]
+    assert {"tiny", "small", "base"} <= set(stated[0]) and {"small", "reference"} <= set(stated[1])
+    for sizes in stated:
+        for name, (value, unit) in sizes.items():
+            count = parameters(name) / {"k": 1e3, "M": 1e6}[unit]
+            digits = len(str(value).split(".")[1]) if value != int(value) else 0
+            assert round(count, digits) == value, f"{name}: {count:.3f}{unit}, the docs say {value}{unit}"
