@@ -225,3 +225,31 @@ def test_parameter_counts_are_those_of_the_models():
             count = parameters(name) / {"k": 1e3, "M": 1e6}[unit]
             digits = len(str(value).split(".")[1]) if value != int(value) else 0
             assert round(count, digits) == value, f"{name}: {count:.3f}{unit}, the docs say {value}{unit}"
+
+
+def test_the_nll_files_are_the_bits_per_dim_of_results_csv():
+    """docs/compare/nll/<run>_<last|milestone_step_N>.json hold what results.csv's bits_per_dim columns carry, and
+    measuring.md quotes linear_eps_seed0_last.json as `ddpm-nll` prints it."""
+    rows = docs_numbers.load()
+    files = sorted((ROOT / "docs" / "compare" / "nll").glob("*.json"))
+    assert len(files) == 12
+    for path in files:
+        run, checkpoint = re.fullmatch(r"(.+?)_(last|milestone_step_\d+)", path.stem).groups()
+        nll = yaml.safe_load(path.read_text())
+        matching = docs_numbers.pick(rows, re.compile(re.escape(run)), sampler="ddim", steps=50, guidance=2.0)
+        step = max(r["train_step"] for r in matching) if checkpoint == "last" else int(checkpoint.rsplit("_", 1)[1])
+        row = docs_numbers.one(matching, train_step=step)
+        assert (row["bits_per_dim"], row["bits_per_dim_stderr"]) == pytest.approx((nll["bits_per_dim"], nll["stderr"]))
+    quoted = yaml.safe_load((ROOT / "docs" / "compare" / "nll" / "linear_eps_seed0_last.json").read_text())
+    measuring = (ROOT / "docs" / "measuring.md").read_text()
+    assert f"`bits/dim: {quoted['bits_per_dim']:.4f} +- {quoted['stderr']:.4f}`" in measuring
+
+
+def test_the_readme_quotes_the_nfe_of_the_rows():
+    """The README's quick-start notes quote the NFE of the default setting and of the quickstart's own (results.csv,
+    the sampling study's rows)."""
+    study = docs_numbers.Study(docs_numbers.load(), docs_numbers.load(docs_numbers.COMPARE / "sampling_seeds.csv"))
+    headline = docs_numbers.sampling_headline(study)
+    text = " ".join(README.read_text().split())
+    assert f"({headline['nfe']} network evaluations per image)" in text
+    assert f"`guidance=1 'guidance_interval=[-3,3]'` ({headline['quick_nfe']} NFE)" in text
