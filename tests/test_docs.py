@@ -161,6 +161,11 @@ def test_the_config_table_states_each_samplers_default_steps():
     options = dict((groups[0], cell) for groups, cell in config_group_rows())["sampler"]
     for name, steps in re.findall(r"`(\w+)` \((\d+)", options):
         assert yaml.safe_load((CONF / "sampler" / f"{name}.yaml").read_text())["steps"] == int(steps), name
+    sampling_md = " ".join((ROOT / "docs" / "sampling.md").read_text().split())
+    listed = re.search(r"\(`conf/sampler/\*\.yaml`: ([^)]*)\)", sampling_md).group(1)
+    for label, name in (("DDIM", "ddim"), ("DPM-Solver++", "dpmpp"), ("SDE-DPM-Solver++", "sde_dpmpp")):
+        steps = yaml.safe_load((CONF / "sampler" / f"{name}.yaml").read_text())["steps"]
+        assert re.search(rf"(^|, ){re.escape(label)} {steps}(,|$)", listed), (label, steps, listed)
 
 
 def test_the_plans_measuring_md_lists_are_those_of_conf():
@@ -253,3 +258,19 @@ def test_the_readme_quotes_the_nfe_of_the_rows():
     text = " ".join(README.read_text().split())
     assert f"({headline['nfe']} network evaluations per image)" in text
     assert f"`guidance=1 'guidance_interval=[-3,3]'` ({headline['quick_nfe']} NFE)" in text
+
+
+def test_the_readmes_settings_and_versions_are_those_of_conf_and_the_constraints():
+    text = " ".join(README.read_text().split())
+    constraints = dict(re.findall(r"^([\w-]+)==(\S+)", (ROOT / "constraints.txt").read_text(), re.M))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    python, torch = re.search(r'requires-python = ">=([\d.]+)"', pyproject), re.search(r'"torch>=([\d.]+)"', pyproject)
+    assert f"Python >= {python.group(1)} and torch >= {torch.group(1)}" in text
+    assert f"CI runs torch {constraints['torch']}" in text
+    tiny, quick = composed("train", "debug=tiny"), composed("train", "experiment=quickstart")
+    default = composed("train")
+    assert f"`tiny`: {tiny.trainer.max_steps} steps of the tiny model on {tiny.data.train_size} images" in text
+    assert f"# {tiny.trainer.max_steps} steps of a tiny model" in text
+    assert f"# {quick.trainer.max_steps:,} steps" in text
+    assert f"`module.cond_drop_prob` ({default.module.cond_drop_prob})" in text
+    assert f"`schedule.timesteps` ({default.schedule.timesteps})" in text
