@@ -243,9 +243,6 @@ class Study:
         """The default setting on one 10,000-step model over sampling seeds 0-2 (sampling_seeds.csv)."""
         return pick(self.seeds, SAMPLING_DEFAULT, schedule=schedule, **DEFAULT_SETTING)
 
-    def sampling(self, run: re.Pattern, **setting) -> list[dict]:
-        return pick(self.rows, run, **setting)
-
     def floors(self) -> list[tuple[str, list[dict]]]:
         """(the judges' round, its rows) for each round of judges: the schedule study's and the sampling study's."""
         sampling = pick(self.rows, SAMPLING_QUICK) + pick(self.rows, SAMPLING_DEFAULT)
@@ -600,7 +597,8 @@ def compare_b10000_lead(study: Study) -> str:
         n = 1000 these samples are as close to the test set as 1000 real training digits).""")
 
 
-def compare_b1100_findings(study: Study) -> str:
+def ten_steps_finding(study: Study) -> str:
+    """The 10-step bullet of the 1,100-step findings: linear against cosine in both judges, and seed by seed."""
     ten = {(s, loss): (lin, cos) for s, loss, lin, cos in ten_steps_linear_wins(study)}
     ten_j2 = [[mean(study.arm(s, loss, sampler="ddim", steps=10, guidance=2.0), "fid_judge2")
                for s in SCHEDULES] for loss in LOSSES]
@@ -614,6 +612,20 @@ def compare_b1100_findings(study: Study) -> str:
 
     claim(apart("dpmpp", "eps") and apart("ddim", "eps, min-SNR-5") and not apart("ddim", "eps"),
           "every linear seed beats every cosine seed at DPM-Solver++-10 and DDIM-10 under min-SNR, not DDIM-10 plain")
+    return f"""**10 deterministic steps: linear wins**, in both judges and both losses: DDIM-10
+        {num(ten[('ddim', 'eps')][0])} vs {num(ten[('ddim', 'eps')][1])} (plain) and
+        {num(ten[('ddim', 'eps, min-SNR-5')][0])} vs {num(ten[('ddim', 'eps, min-SNR-5')][1])} (min-SNR);
+        DPM-Solver++-10 {num(ten[('dpmpp', 'eps')][0])} vs {num(ten[('dpmpp', 'eps')][1])} and
+        {num(ten[('dpmpp', 'eps, min-SNR-5')][0])} vs {num(ten[('dpmpp', 'eps, min-SNR-5')][1])}; judge 2, DDIM-10:
+        {" and ".join(" vs ".join(num(v) for v in pair) for pair in ten_j2)}. Seed by seed, every linear run beats
+        every cosine run with DPM-Solver++-10 (plain: {span(seeds('linear', 'dpmpp', 'eps'))} vs
+        {span(seeds('cosine', 'dpmpp', 'eps'))}) and with DDIM-10 under min-SNR
+        ({span(seeds('linear', 'ddim', 'eps, min-SNR-5'))} vs {span(seeds('cosine', 'ddim', 'eps, min-SNR-5'))});
+        with DDIM-10 and the plain loss one linear seed ({num(max(seeds('linear', 'ddim', 'eps')))}) is worse than
+        the best cosine seed ({num(min(seeds('cosine', 'ddim', 'eps')))})."""
+
+
+def compare_b1100_findings(study: Study) -> str:
     milestones = pick(study.rows, SCHEDULE_STUDY, budget=1100, sampler="ddim", steps=50, guidance=2.0)
 
     def at(step, schedule, loss, digits):
@@ -637,17 +649,7 @@ def compare_b1100_findings(study: Study) -> str:
         return " and ".join(num(v, digits) for v in values_)
 
     return bullets(
-        f"""**10 deterministic steps: linear wins**, in both judges and both losses: DDIM-10
-        {num(ten[('ddim', 'eps')][0])} vs {num(ten[('ddim', 'eps')][1])} (plain) and
-        {num(ten[('ddim', 'eps, min-SNR-5')][0])} vs {num(ten[('ddim', 'eps, min-SNR-5')][1])} (min-SNR);
-        DPM-Solver++-10 {num(ten[('dpmpp', 'eps')][0])} vs {num(ten[('dpmpp', 'eps')][1])} and
-        {num(ten[('dpmpp', 'eps, min-SNR-5')][0])} vs {num(ten[('dpmpp', 'eps, min-SNR-5')][1])}; judge 2, DDIM-10:
-        {" and ".join(" vs ".join(num(v) for v in pair) for pair in ten_j2)}. Seed by seed, every linear run beats
-        every cosine run with DPM-Solver++-10 (plain: {span(seeds('linear', 'dpmpp', 'eps'))} vs
-        {span(seeds('cosine', 'dpmpp', 'eps'))}) and with DDIM-10 under min-SNR
-        ({span(seeds('linear', 'ddim', 'eps, min-SNR-5'))} vs {span(seeds('cosine', 'ddim', 'eps, min-SNR-5'))});
-        with DDIM-10 and the plain loss one linear seed ({num(max(seeds('linear', 'ddim', 'eps')))}) is worse than
-        the best cosine seed ({num(min(seeds('cosine', 'ddim', 'eps')))}).""",
+        ten_steps_finding(study),
         f"""**Training length: cosine learns faster.** DDIM-50 w=2 at 1/2 of the budget (550 steps): cosine
         {at(550, 'cosine', 'eps', 0)} / {at(550, 'cosine', 'eps, min-SNR-5', 0)} FID, linear
         {at(550, 'linear', 'eps', 0)} / {at(550, 'linear', 'eps, min-SNR-5', 0)} (plain / min-SNR); at 3/4 (825):
