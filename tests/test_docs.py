@@ -1,8 +1,10 @@
 """The README and docs/ stay true to the repository: every relative link and image resolves, the README stays a
-five-minute page, and every command of its quick start composes against conf/ (Hydra's compose API, no run)."""
+five-minute page, every command of its quick start composes against conf/ (Hydra's compose API, no run), and every
+number that scripts/docs_numbers.py generates from docs/compare/*.csv is what the committed rows give."""
 
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import docs_numbers  # noqa: E402 (a script, found through the path above)
+
 CONF = ROOT / "conf"
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
@@ -100,3 +105,172 @@ def test_every_console_script_has_its_config():
     assert scripts and all(name == module for name, module in scripts)
     assert {name for name, _ in scripts} == set(CONFIGS)
     assert all((CONF / f"{config}.yaml").exists() for config in CONFIGS.values())
+
+
+def test_generated_numbers_are_those_of_the_committed_rows():
+    """tables.md and every block between `<!-- generated: NAME -->` and `<!-- end: NAME -->` as the committed csv
+    files make them: `python scripts/docs_numbers.py` rewrites what this names."""
+    assert docs_numbers.stale() == []
+
+
+def test_a_changed_row_changes_the_generated_text():
+    """The check above can fail: one FID of the schedule study changed in memory changes the README's table."""
+    rows = docs_numbers.load()
+    row = docs_numbers.one(rows, re.compile("linear_eps_seed0"), train_step=1100, sampler="ddim", steps=50,
+                           guidance=2.0)
+    row["fid"] += 3.0
+    assert {"README.md", "docs/compare/tables.md"} <= set(docs_numbers.stale(rows))
+
+
+def test_a_block_the_generator_does_not_know_is_refused():
+    study = docs_numbers.Study([], [])
+    with pytest.raises(LookupError, match="blocks"):
+        docs_numbers.render("<!-- generated: nothing -->\nx\n<!-- end: nothing -->\n", {}, study)
+
+
+def test_wrapped_lines_start_with_no_markdown_syntax():
+    text = "- " + " ".join(["word"] * 25 + [">= -1", "- x", "2. y", "= 1.5", "# z", "| t"] * 8)
+    lines = docs_numbers.wrap(text, "  ").splitlines()
+    assert max(map(len, lines)) <= 120 and len(lines) > 3
+    assert not [line for line in lines[1:] if re.match(r"\s*([-+*>=<#|]|\d+[.)]\s)", line)]
+
+
+def config_group_rows() -> list[tuple[list[str], str]]:
+    """(groups, options cell) of each row of the README's table of config groups."""
+    section = README.read_text().split("## Config groups", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 2:
+            rows.append((re.findall(r"`([\w/]+)`", cells[0]), cells[1]))
+    return rows
+
+
+def test_the_config_table_names_every_option_of_each_group():
+    rows = config_group_rows()
+    assert {"plan", "sampler", "schedule"} <= {g for groups, _ in rows for g in groups}
+    for groups, options in rows:
+        named = set(re.findall(r"`(\w+)`", options))
+        for group in groups:
+            assert (CONF / group).is_dir(), group
+            missing = {p.stem for p in (CONF / group).glob("*.yaml")} - named
+            assert not missing, f"README's row for `{group}` lacks {sorted(missing)}"
+
+
+def test_the_config_table_states_each_samplers_default_steps():
+    options = dict((groups[0], cell) for groups, cell in config_group_rows())["sampler"]
+    for name, steps in re.findall(r"`(\w+)` \((\d+)", options):
+        assert yaml.safe_load((CONF / "sampler" / f"{name}.yaml").read_text())["steps"] == int(steps), name
+    sampling_md = " ".join((ROOT / "docs" / "sampling.md").read_text().split())
+    listed = re.search(r"\(`conf/sampler/\*\.yaml`: ([^)]*)\)", sampling_md).group(1)
+    for label, name in (("DDIM", "ddim"), ("DPM-Solver++", "dpmpp"), ("SDE-DPM-Solver++", "sde_dpmpp")):
+        steps = yaml.safe_load((CONF / "sampler" / f"{name}.yaml").read_text())["steps"]
+        assert re.search(rf"(^|, ){re.escape(label)} {steps}(,|$)", listed), (label, steps, listed)
+
+
+def test_the_plans_measuring_md_lists_are_those_of_conf():
+    text = (ROOT / "docs" / "measuring.md").read_text()
+    listed = re.search(r"`conf/plan/\*\.yaml`: ([^)]*)\)", text).group(1)
+    assert set(re.findall(r"`(\w+)`", listed)) == {p.stem for p in (CONF / "plan").glob("*.yaml")}
+
+
+def composed(config_name: str, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+def setting(node, sampler) -> tuple:
+    """(sampler class, steps, w, interval) of a composed node that samples (sample.yaml, a callback, compare's grid)
+    with its sampler's config."""
+    steps = node.get("steps") or sampler.steps
+    return sampler._target_.rsplit(".", 1)[-1], steps, node.guidance, OmegaConf.to_container(node.guidance_interval)
+
+
+def test_sampling_md_names_the_settings_conf_composes():
+    """docs/sampling.md, "Defaults": sample, evaluate, compare's grids and the training callbacks draw with
+    SDE-DPM-Solver++-25 at w = 1.5 from log-SNR -1 up; experiment=quickstart's grids with w = 1 in [-3, 3], its FID
+    callback with the default."""
+    default = ("SDEDPMSolverSampler", 25, 1.5, [-1, float("inf")])
+    quick = ("SDEDPMSolverSampler", 25, 1.0, [-3, 3])
+    for name in ("sample", "evaluate"):
+        cfg = composed(name)
+        assert setting(cfg, cfg.sampler) == default, name
+    grid = composed("compare").grid
+    assert setting(grid, OmegaConf.load(CONF / "sampler" / f"{grid.sampler}.yaml")) == default
+    for experiment, grids in ((None, default), ("quickstart", quick)):
+        callbacks = composed("train", *([f"experiment={experiment}"] if experiment else [])).callbacks
+        assert setting(callbacks.sample_grid, callbacks.sample_grid.sampler) == grids, experiment
+        assert setting(callbacks.sample_metrics, callbacks.sample_metrics.sampler) == default, experiment
+    text = " ".join((ROOT / "docs" / "sampling.md").read_text().split())
+    assert "w = 1.5 only at log-SNR >= -1" in text and "`experiment=quickstart` draws its training grids" in text
+
+
+def parameters(name: str) -> int:
+    from hydra.utils import instantiate
+
+    from ddpm.models.reference_unet import ReferenceUNet
+
+    net = ReferenceUNet() if name == "reference" else instantiate(OmegaConf.load(CONF / "model" / f"{name}.yaml"))
+    return sum(p.numel() for p in net.parameters())
+
+
+def stated_sizes(text: str, pattern: str) -> dict[str, tuple[float, str]]:
+    return {name: (float(value), unit) for name, value, unit in re.findall(pattern, text)}
+
+
+def test_parameter_counts_are_those_of_the_models():
+    """The README's config table and speed.md's tables state each model's size as the nets have it."""
+    readme = dict((groups[0], cell) for groups, cell in config_group_rows())["model"]
+    speed = (ROOT / "docs" / "speed.md").read_text()
+    stated = [stated_sizes(readme, r"`(\w+)` \((\d+(?:\.\d+)?)(k|M)"),
+              stated_sizes(speed, r"(?m)^\| (\w+)[^|]*\| (\d+(?:\.\d+)?)(k|M) \|")]
+    assert {"tiny", "small", "base"} <= set(stated[0]) and {"small", "reference"} <= set(stated[1])
+    for sizes in stated:
+        for name, (value, unit) in sizes.items():
+            count = parameters(name) / {"k": 1e3, "M": 1e6}[unit]
+            digits = len(str(value).split(".")[1]) if value != int(value) else 0
+            assert round(count, digits) == value, f"{name}: {count:.3f}{unit}, the docs say {value}{unit}"
+
+
+def test_the_nll_files_are_the_bits_per_dim_of_results_csv():
+    """docs/compare/nll/<run>_<last|milestone_step_N>.json hold what results.csv's bits_per_dim columns carry, and
+    measuring.md quotes linear_eps_seed0_last.json as `ddpm-nll` prints it."""
+    rows = docs_numbers.load()
+    files = sorted((ROOT / "docs" / "compare" / "nll").glob("*.json"))
+    assert len(files) == 12
+    for path in files:
+        run, checkpoint = re.fullmatch(r"(.+?)_(last|milestone_step_\d+)", path.stem).groups()
+        nll = yaml.safe_load(path.read_text())
+        matching = docs_numbers.pick(rows, re.compile(re.escape(run)), sampler="ddim", steps=50, guidance=2.0)
+        step = max(r["train_step"] for r in matching) if checkpoint == "last" else int(checkpoint.rsplit("_", 1)[1])
+        row = docs_numbers.one(matching, train_step=step)
+        assert (row["bits_per_dim"], row["bits_per_dim_stderr"]) == pytest.approx((nll["bits_per_dim"], nll["stderr"]))
+    quoted = yaml.safe_load((ROOT / "docs" / "compare" / "nll" / "linear_eps_seed0_last.json").read_text())
+    measuring = (ROOT / "docs" / "measuring.md").read_text()
+    assert f"`bits/dim: {quoted['bits_per_dim']:.4f} +- {quoted['stderr']:.4f}`" in measuring
+
+
+def test_the_readme_quotes_the_nfe_of_the_rows():
+    """The README's quick-start notes quote the NFE of the default setting and of the quickstart's own (results.csv,
+    the sampling study's rows)."""
+    study = docs_numbers.Study(docs_numbers.load(), docs_numbers.load(docs_numbers.COMPARE / "sampling_seeds.csv"))
+    headline = docs_numbers.sampling_headline(study)
+    text = " ".join(README.read_text().split())
+    assert f"({headline['nfe']} network evaluations per image)" in text
+    assert f"`guidance=1 'guidance_interval=[-3,3]'` ({headline['quick_nfe']} NFE)" in text
+
+
+def test_the_readmes_settings_and_versions_are_those_of_conf_and_the_constraints():
+    text = " ".join(README.read_text().split())
+    constraints = dict(re.findall(r"^([\w-]+)==(\S+)", (ROOT / "constraints.txt").read_text(), re.M))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    python, torch = re.search(r'requires-python = ">=([\d.]+)"', pyproject), re.search(r'"torch>=([\d.]+)"', pyproject)
+    assert f"Python >= {python.group(1)} and torch >= {torch.group(1)}" in text
+    assert f"CI runs torch {constraints['torch']}" in text
+    tiny, quick = composed("train", "debug=tiny"), composed("train", "experiment=quickstart")
+    default = composed("train")
+    assert f"`tiny`: {tiny.trainer.max_steps} steps of the tiny model on {tiny.data.train_size} images" in text
+    assert f"# {tiny.trainer.max_steps} steps of a tiny model" in text
+    assert f"# {quick.trainer.max_steps:,} steps" in text
+    assert f"`module.cond_drop_prob` ({default.module.cond_drop_prob})" in text
+    assert f"`schedule.timesteps` ({default.schedule.timesteps})" in text
