@@ -1,9 +1,9 @@
 """Score a checkpoint: sample n digits, then FID and KID (beside the real-vs-real floor at the same n), class
 accuracy, confidence and class entropy (ddpm.evaluation.scores), plus sampling time and images/s.
 
-    python -m ddpm.evaluate ckpt=PATH n=1000 sampler=ddim steps=50 guidance=2
+    ddpm-evaluate ckpt=PATH n=1000 sampler=ddim steps=50 guidance=2
 
-Needs the judge once: `python -m ddpm.metrics.classifier` (and, for classifier2=..., the second judge).
+Needs the judge once: `ddpm-judge` (and, for classifier2=..., the second judge).
 """
 
 import json

@@ -1,6 +1,6 @@
 """Train the judge of sample quality (ddpm.evaluation.judge) on MNIST's training split and save it to `classifier`.
 
-    python -m ddpm.metrics.classifier data.root=../shared/data
+    ddpm-judge data.root=../shared/data
 """
 
 import logging

@@ -23,7 +23,7 @@ class SampleMetrics(EMAValidationCallback):
             # Refused before training, not at the first scored validation, after checkpoints were written.
             raise ConfigError(
                 f"callbacks.sample_metrics.classifier={classifier} does not exist: train it first with "
-                f"`python -m ddpm.metrics.classifier`, or set callbacks.sample_metrics.every_n_validations=0"
+                f"`ddpm-judge`, or set callbacks.sample_metrics.every_n_validations=0"
             )
         self.sampler = sampler
         self.classifier = text("callbacks.sample_metrics.classifier", classifier)

@@ -1,5 +1,5 @@
 """The judge of sample quality: a small MNIST CNN. Its penultimate layer is the feature space of FID and KID; its
-predictions give the class accuracy of conditional samples. Trained by `python -m ddpm.metrics.classifier`."""
+predictions give the class accuracy of conditional samples. Trained by `ddpm-judge`."""
 
 import os
 from pathlib import Path
@@ -63,7 +63,7 @@ def load_classifier(path: str | Path) -> MNISTClassifier:
     if not path.is_file():
         raise ClassifierError(
             f"no MNIST classifier at {path}: train it once with "
-            f"`python -m ddpm.metrics.classifier data.root=<MNIST folder>` "
+            f"`ddpm-judge data.root=<MNIST folder>` "
             "or point classifier=... at one"
         )
     saved = torch.load(path, map_location="cpu", weights_only=True)
