@@ -371,11 +371,11 @@ def test_classifier_command_refuses_a_bad_size_before_reading_mnist(overrides, m
                                                     ("batch_size", 65, "batch_size=65 is invalid"),
                                                     ("seed", -1, "seed=-1 is invalid")])
 def test_classifier_training_refuses_bad_options(option, value, message):
-    from ddpm.evaluation.judge import train_classifier
+    from ddpm.evaluation.judge import train_judge
 
     images, labels = torch.zeros(64, 1, 28, 28, dtype=torch.uint8), torch.zeros(64, dtype=torch.long)
     with pytest.raises(ConfigError, match=f"^{message}"):
-        train_classifier(images, labels, images, labels, **{"batch_size": 32, option: value})
+        train_judge(images, labels, images, labels, **{"batch_size": 32, option: value})
 
 
 def test_a_refused_call_leaves_no_empty_folders(tmp_path, monkeypatch):

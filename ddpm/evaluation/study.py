@@ -1,5 +1,6 @@
 """Scoring the points of a compare report on one run: each checkpoint loaded once, each (sampler, steps, guidance,
-guidance interval) sampled and scored once, bits/dim per checkpoint, all through the run's score cache."""
+guidance interval) sampled and scored once, bits/dim per checkpoint, all through the run's score cache; and each
+arm's sample grid."""
 
 import logging
 from collections import defaultdict
@@ -8,12 +9,13 @@ from collections.abc import Callable
 import torch
 from omegaconf import DictConfig
 
+from ddpm.data.images import grid
 from ddpm.diffusion.likelihood import bits_per_dim
 from ddpm.evaluation.cache import ScoreCache
 from ddpm.evaluation.points import Point
 from ddpm.evaluation.runs import Run, checkpoints
-from ddpm.evaluation.scoring import score_sampler
-from ddpm.sampling.generate import cycling_labels
+from ddpm.evaluation.scores import score_sampler
+from ddpm.sampling.generate import cycling_labels, digit_grid
 from ddpm.sampling.guidance import Guided, show_interval
 from ddpm.sampling.samplers import Sampler
 from ddpm.training.checkpoint import load_checkpoint, load_module
@@ -92,3 +94,16 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
                          "steps": steps, "guidance": point.guidance, "guidance_interval": interval, "n": cfg.n, **nll,
                          **scores})
     return rows
+
+
+def arm_pictures(representatives: dict[str, Run], sampler: Sampler, guidance: float, seed: int, device,
+                 guidance_interval: tuple[float, float] | None = None) -> tuple[dict, list]:
+    """Each arm's 10x10 picture from its first seed's last checkpoint (row k = digit k, the same noise for every
+    arm), and the arms' noise schedules, each once."""
+    pictures, schedules = {}, {}
+    with torch.inference_mode():
+        for arm, run in sorted(representatives.items()):
+            module = load_module(run.path / "checkpoints" / "last.ckpt").to(device)
+            schedules.setdefault(repr(module.diffusion.schedule), module.diffusion.schedule)
+            pictures[f"{arm} (seed {run.seed})"] = grid(digit_grid(module, sampler, guidance, seed, guidance_interval))
+    return pictures, list(schedules.values())
