@@ -41,9 +41,11 @@ OPTIONS = {group: {path.stem: OmegaConf.to_container(OmegaConf.load(path)) for p
            for group in NAMED_GROUPS}
 
 
-def make_sampler(name: str, steps: int | None = None):
-    """conf/sampler/<name>.yaml's sampler, with `steps` as its default step count unless None."""
-    return instantiate(OmegaConf.load(SAMPLERS[name]), **({} if steps is None else {"steps": steps}))
+def make_sampler(sampler: str | DictConfig, steps: int | None = None):
+    """A sampler from its config, or from conf/sampler/<name>.yaml given its name, with `steps` as its default step
+    count unless None."""
+    config = OmegaConf.load(SAMPLERS[sampler]) if isinstance(sampler, str) else sampler
+    return instantiate(config, **({} if steps is None else {"steps": steps}))
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -52,8 +54,9 @@ def check_options(cfg: DictConfig) -> None:
     integer("seed", cfg.seed, low=0, high=2**32 - 1)
     number("main_guidance", cfg.main_guidance, low=0)
     positive_int("ddim_steps", cfg.ddim_steps)
-    one_of("grid.sampler", cfg.grid.sampler, SAMPLERS)
-    positive_int("grid.steps", cfg.grid.steps)
+    if isinstance(cfg.grid.sampler, str):  # grid.sampler=ddim, beside sampler@grid.sampler=ddim
+        one_of("grid.sampler", cfg.grid.sampler, SAMPLERS)
+    positive_int("grid.steps", cfg.grid.steps, optional=True, hint=" (null: the sampler's own)")
     number("grid.guidance", cfg.grid.guidance, low=0)
     check_interval("grid.guidance_interval", cfg.grid.guidance_interval)
     positive_int("batch_size", cfg.batch_size)
@@ -89,10 +92,10 @@ def compare(cfg: DictConfig) -> Path:
     if cfg.results:
         merge_results(Path(cfg.results), rows)
     interval = check_interval("grid.guidance_interval", cfg.grid.guidance_interval)
-    pictures, schedules = arm_pictures(representatives, make_sampler(cfg.grid.sampler, cfg.grid.steps),
-                                       cfg.grid.guidance, cfg.seed, device, interval)
+    grid_sampler = make_sampler(cfg.grid.sampler, cfg.grid.steps)
+    pictures, schedules = arm_pictures(representatives, grid_sampler, cfg.grid.guidance, cfg.seed, device, interval)
     where = f" in log-SNR {show_interval(interval)}" if interval else ""
-    setting = f"{cfg.grid.sampler}-{cfg.grid.steps}, w={cfg.grid.guidance:g}{where}"
+    setting = f"{grid_sampler!r}, w={cfg.grid.guidance:g}{where}"
     figures = draw_figures(cfg, runs, representatives, summary, out, pictures, schedules, setting)
     write_report(cfg, runs, summary, figures, out)
     log.info(f"wrote {out / 'report.md'}")
