@@ -23,6 +23,24 @@ from ddpm.training.checkpoint import load_checkpoint, load_module
 log = logging.getLogger(__name__)
 
 
+def checkpoint_bits_per_dim(cache: ScoreCache, ckpt, loaded: Callable, cfg: DictConfig, test_images, device,
+                            name: str) -> dict:
+    """The variational bound of a checkpoint on cfg.nll.n test images (none when 0), through the run's cache;
+    `loaded()` gives the checkpoint's module, loaded on first use."""
+    if cfg.nll.n <= 0:
+        return {}
+    what = f"bpd-n{cfg.nll.n}-draws{cfg.nll.draws}-{cfg.nll.variance}"
+    nll = cache.get(ckpt, what)
+    if nll is None:
+        m = loaded()
+        result = bits_per_dim(m.net, m.diffusion, test_images[: cfg.nll.n], draws=cfg.nll.draws,
+                              variance=cfg.nll.variance, batch_size=cfg.batch_size, seed=cfg.seed, device=device,
+                              progress=f"{name} bits/dim")
+        nll = cache.put(ckpt, what, {"bits_per_dim": result["bits_per_dim"], "bits_per_dim_stderr": result["stderr"]})
+        log.info(f"{name}: {nll['bits_per_dim']:.4f} +- {nll['bits_per_dim_stderr']:.4f} bits/dim")
+    return nll
+
+
 def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, scorer, test_images, device,
               make_sampler: Callable[[str], Sampler]) -> list[dict]:
     """One row per (checkpoint, point) of this run; sampled and scored unless cached. `first`: the run is its arm's
@@ -48,19 +66,7 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
         if meta is None:
             meta = cache.put(ckpt, "meta", {"train_step": int(load_checkpoint(ckpt)["global_step"])})
         train_step = meta["train_step"]
-        nll = {}
-        if cfg.nll.n > 0:
-            what = f"bpd-n{cfg.nll.n}-draws{cfg.nll.draws}-{cfg.nll.variance}"
-            nll = cache.get(ckpt, what)
-            if nll is None:
-                m = loaded()
-                result = bits_per_dim(m.net, m.diffusion, test_images[: cfg.nll.n], draws=cfg.nll.draws,
-                                      variance=cfg.nll.variance, batch_size=cfg.batch_size, seed=cfg.seed,
-                                      device=device, progress=f"{run.name} step {train_step} bits/dim")
-                nll = cache.put(ckpt, what, {"bits_per_dim": result["bits_per_dim"],
-                                             "bits_per_dim_stderr": result["stderr"]})
-                log.info(f"{run.name} step {train_step}: {nll['bits_per_dim']:.4f} +- "
-                         f"{nll['bits_per_dim_stderr']:.4f} bits/dim")
+        nll = checkpoint_bits_per_dim(cache, ckpt, loaded, cfg, test_images, device, f"{run.name} step {train_step}")
         for point in ckpt_points.values():
             interval = show_interval(point.guidance_interval)
             # Points without an interval keep the cache keys of the scores cached before intervals existed.
