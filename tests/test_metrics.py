@@ -68,7 +68,7 @@ def test_kid_floor_quantisation_and_second_judge(judge, mnist):
     assert real["fid_other"] == pytest.approx(real["fid"]) and real["kid_other"] == pytest.approx(real["kid"])
     # the floor at n = 500 is the mean over 4 disjoint sets of 500 real digits, and larger than at n = 1000
     floor500, floor1000 = scorer.floor(500), scorer.floor(1000)
-    by_hand = sum(scorer.judges["judge"].distances(train_x[k * 500 : (k + 1) * 500])["fid"] for k in range(4)) / 4
+    by_hand = sum(scorer.by_judge["judge"].distances(train_x[k * 500 : (k + 1) * 500])["fid"] for k in range(4)) / 4
     assert floor500["fid_floor"] == pytest.approx(by_hand) and floor500["fid_floor"] > floor1000["fid_floor"]
     assert set(floor500) == {"fid_floor", "kid_floor", "fid_floor_other", "kid_floor_other"}
     # float images are scored as the 8-bit images a PNG holds: the same as their uint8 rounding

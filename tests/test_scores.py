@@ -52,7 +52,8 @@ def test_scores_order_real_noise_and_constant(judge, digits):
     assert constant["class_entropy"] == 0 and constant["confidence"] > 0.1
     # the floor at n = 100: the mean over 4 disjoint sets of 100 floor images, larger than at n = 200 (2 sets)
     floor100 = scorer.floor(100)
-    by_hand = sum(scorer.judges["judge"].distances(train_x[200 + 100 * k : 300 + 100 * k])["fid"] for k in range(4)) / 4
+    judge = scorer.by_judge["judge"]
+    by_hand = sum(judge.distances(train_x[200 + 100 * k : 300 + 100 * k])["fid"] for k in range(4)) / 4
     assert floor100["fid_floor"] == pytest.approx(by_hand) and floor100["fid_floor"] > scorer.floor(200)["fid_floor"]
     # float images are scored as the 8-bit images a PNG holds: the same as their uint8 rounding
     soft = train_x[:200].float() / 255 + (torch.rand(200, 1, 28, 28) - 0.5) / 300  # less than half a level

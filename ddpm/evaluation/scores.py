@@ -125,10 +125,11 @@ class SampleScorer:
                  kid_subset_size: int = 1000, device: torch.device | str = "cpu"):
         if isinstance(judges, Judge):
             judges = {"judge": judges}
-        self.judges = {name: FeatureDistances(judge, real_images, batch_size, kid_subset_size, device)
-                       for name, judge in judges.items()}
+        # Each judge's FID and KID, by the judge's name.
+        self.by_judge = {name: FeatureDistances(judge, real_images, batch_size, kid_subset_size, device)
+                         for name, judge in judges.items()}
         self.real_count = len(real_images)
-        self.main = next(iter(self.judges.values()))
+        self.main = next(iter(self.by_judge.values()))
         self.floor_images = floor_images
         self.floor_subsets = floor_subsets
         self._floors: dict[int, dict[str, float]] = {}
@@ -145,9 +146,10 @@ class SampleScorer:
         """images: N x 1 x 28 x 28, uint8 or float in [0, 1] (quantised to 8 bits); labels: the classes asked for,
         or None."""
         images = quantize(images.cpu())
-        features = {name: judge.features(images) for name, judge in self.judges.items()}
-        scores = self._suffixed({name: judge.distances(features=features[name]) for name, judge in self.judges.items()})
-        probabilities = self.main.judge.head(features[next(iter(self.judges))]).softmax(1).cpu()
+        features = {name: space.features(images) for name, space in self.by_judge.items()}
+        scores = self._suffixed({name: space.distances(features=features[name])
+                                 for name, space in self.by_judge.items()})
+        probabilities = self.main.judge.head(features[next(iter(self.by_judge))]).softmax(1).cpu()
         predicted = probabilities.argmax(1)
         histogram = predicted.bincount(minlength=10).double() / len(predicted)
         scores["confidence"] = probabilities.max(1).values.mean().item()
@@ -171,8 +173,8 @@ class SampleScorer:
             if subsets < 1:
                 raise ValueError(f"a floor at n={n} needs at least {n} floor images, have {len(self.floor_images)}")
             per_judge = {}
-            for name, judge in self.judges.items():
-                runs = [judge.distances(self.floor_images[k * n : (k + 1) * n]) for k in range(subsets)]
+            for name, space in self.by_judge.items():
+                runs = [space.distances(self.floor_images[k * n : (k + 1) * n]) for k in range(subsets)]
                 per_judge[name] = {"fid": sum(r["fid"] for r in runs) / subsets,
                                    "kid": sum(r["kid"] for r in runs) / subsets}
             self._floors[n] = self._suffixed(per_judge, "_floor")
