@@ -13,7 +13,4 @@ The subpackages are layers; each may import the ones above it in this list and n
     cli                  the Hydra glue: run_app, run folders, resolvers, sweep callbacks, the commands' checks
     commands             one module per command (train, sample, evaluate, compare, nll, bench, judge); they
                          import the library and `run_app`, never each other
-
-`ddpm/compare.py`, `evaluate.py`, `nll.py`, `bench.py` and `metrics/classifier.py` only keep the older
-`python -m ddpm.<command>` spellings working.
 """

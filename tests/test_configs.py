@@ -2,16 +2,20 @@
 before anything is written."""
 
 import math
+import shutil
 
 import pytest
 import torch
 from conftest import CONF, TINY, compose_train, run_script
+from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
+from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ddpm.cli.app import check_group_choices, prepare_argv
 from ddpm.cli.runtime import user_error
+from ddpm.commands.compare import make_sampler
 from ddpm.commands.evaluate import evaluate
 from ddpm.commands.sample import sample
 from ddpm.commands.train import build, train
@@ -91,26 +95,53 @@ def test_callbacks_take_their_samplers_from_the_sampler_group(tmp_path):
     assert repr(instantiate(other.callbacks.sample_grid.sampler)) == "DPMSolverSampler(steps=8)"
 
 
-def test_one_default_sampling_setting_for_every_command_and_callback(tmp_path):
-    """sample, evaluate, compare's grids and the training callbacks draw with the same sampler, steps, w and interval,
-    so that a change of the measured default cannot leave one of them behind."""
-    def setting(sampler_cfg, guidance, interval, steps=None):
-        sampler = instantiate(sampler_cfg, **({} if steps is None else {"steps": steps}))
-        return type(sampler).__name__, sampler.steps, float(guidance), None if interval is None else list(interval)
+def sampling_settings(conf_dir):
+    """(sampler class, steps, w, interval) as sample, evaluate, compare's grids and the two training callbacks
+    compose them from the configs in conf_dir."""
+    def setting(node, steps=None):
+        sampler = make_sampler(node.sampler, steps)
+        interval = None if node.guidance_interval is None else tuple(node.guidance_interval)
+        return type(sampler).__name__, sampler.steps, float(node.guidance), interval
 
-    found = []
-    for command in ("sample", "evaluate"):
-        cfg = compose_train(tmp_path / command, ["ckpt=x"], config_name=command)
-        found.append(setting(cfg.sampler, cfg.guidance, cfg.guidance_interval))
-    compare = compose_train(tmp_path / "compare", ["runs=x"], config_name="compare")
-    grid = compare.grid
-    found.append(setting(OmegaConf.load(CONF / "sampler" / f"{grid.sampler}.yaml"), grid.guidance,
-                         grid.guidance_interval, grid.steps))
-    train = compose_train(tmp_path / "train", [])
-    for name in ("sample_grid", "sample_metrics"):
-        callback = train.callbacks[name]
-        found.append(setting(callback.sampler, callback.guidance, callback.guidance_interval))
-    assert found == [("SDEDPMSolverSampler", 25, 1.5, [-1.0, math.inf])] * 5
+    def composed(name, *given):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            return compose(name, overrides=list(given))
+
+    train = composed("train")
+    compare = composed("compare", "runs=x")
+    return {"sample": setting(composed("sample", "ckpt=x")), "evaluate": setting(composed("evaluate", "ckpt=x")),
+            "compare": setting(compare.grid, compare.grid.steps),
+            **{name: setting(train.callbacks[name]) for name in ("sample_grid", "sample_metrics")}}
+
+
+def test_the_default_sampling_setting_has_one_home_that_every_command_and_callback_reads(tmp_path):
+    """sample, evaluate, compare's grids and the training callbacks all read conf/sampling/default.yaml: a change
+    there (here in a copy of conf/) reaches all five, so that a new measured default cannot leave one behind."""
+    assert set(sampling_settings(CONF).values()) == {("SDEDPMSolverSampler", 25, 1.5, (-1.0, math.inf))}
+    copy = tmp_path / "conf"
+    shutil.copytree(CONF, copy)
+    (copy / "sampling" / "default.yaml").write_text(
+        "defaults:\n  - /sampler: ddim\n  - _self_\nguidance: 0.25\nguidance_interval: [-2, 2]\n")
+    assert set(sampling_settings(copy).values()) == {("DDIMSampler", 50, 0.25, (-2.0, 2.0))}
+
+
+def test_the_sampling_setting_still_takes_each_commands_own_overrides(tmp_path):
+    """The command lines of before the one home: sample's sampler= and guidance=, the callbacks' own keys, and
+    compare's grid sampler by group option or by name."""
+    sample = compose_train(tmp_path / "s", ["ckpt=x", "sampler=dpmpp", "guidance=0", "guidance_interval=null"],
+                           config_name="sample")
+    assert (repr(instantiate(sample.sampler)), sample.guidance, sample.guidance_interval) == (
+        "DPMSolverSampler(steps=20)", 0, None)
+    train = compose_train(tmp_path / "t", ["sampler@callbacks.sample_grid.sampler=ddim",
+                                           "callbacks.sample_grid.guidance=3", "callbacks.sample_metrics.guidance=0"])
+    assert (repr(instantiate(train.callbacks.sample_grid.sampler)), train.callbacks.sample_grid.guidance) == (
+        "DDIMSampler(steps=50, eta=0.0)", 3)
+    assert train.callbacks.sample_metrics.guidance == 0
+    assert list(train.callbacks.sample_grid.guidance_interval) == [-1, math.inf]
+    for given in (["sampler@grid.sampler=ddim"], ["grid.sampler=ddim"]):  # a group option, or the yaml's name
+        compare = compose_train(tmp_path / "c", ["runs=x", *given, "grid.steps=7"], config_name="compare")
+        assert repr(make_sampler(compare.grid.sampler, compare.grid.steps)) == "DDIMSampler(steps=7, eta=0.0)"
 
 
 @pytest.mark.parametrize("command", ["sample", "evaluate"])
@@ -371,11 +402,11 @@ def test_classifier_command_refuses_a_bad_size_before_reading_mnist(overrides, m
                                                     ("batch_size", 65, "batch_size=65 is invalid"),
                                                     ("seed", -1, "seed=-1 is invalid")])
 def test_classifier_training_refuses_bad_options(option, value, message):
-    from ddpm.evaluation.judge import train_classifier
+    from ddpm.evaluation.judge import train_judge
 
     images, labels = torch.zeros(64, 1, 28, 28, dtype=torch.uint8), torch.zeros(64, dtype=torch.long)
     with pytest.raises(ConfigError, match=f"^{message}"):
-        train_classifier(images, labels, images, labels, **{"batch_size": 32, option: value})
+        train_judge(images, labels, images, labels, **{"batch_size": 32, option: value})
 
 
 def test_a_refused_call_leaves_no_empty_folders(tmp_path, monkeypatch):

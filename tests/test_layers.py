@@ -20,10 +20,6 @@ LAYERS = {
     "ddpm.cli": 6,
     "ddpm.commands": 7,
 }
-# The older `python -m ddpm.<command>` spellings: each runs one command and holds nothing else.
-ALIASES = {"ddpm.compare": "ddpm.commands.compare", "ddpm.evaluate": "ddpm.commands.evaluate",
-           "ddpm.nll": "ddpm.commands.nll", "ddpm.bench": "ddpm.commands.bench",
-           "ddpm.metrics.classifier": "ddpm.commands.judge", "ddpm.metrics": None}
 
 
 def module_name(path: Path) -> str:
@@ -61,7 +57,7 @@ SCRIPTS = sorted((ROOT / "scripts").rglob("*.py")) + sorted((ROOT / "docs").rglo
 
 
 def test_every_module_has_a_place():
-    homeless = {module_name(p) for p in SOURCES} - {"ddpm"} - ALIASES.keys()
+    homeless = {module_name(p) for p in SOURCES} - {"ddpm"}
     assert not {m for m in homeless if layer(m) is None}, "a new module belongs in one of the LAYERS' packages"
 
 
@@ -77,7 +73,7 @@ def test_library_imports_downwards_and_no_command(path):
     here = layer(module_name(path))
     for module, _ in project_imports(path):
         there = layer(module)
-        assert there is not None and module not in ALIASES, f"{module_name(path)} imports {module}, which has no layer"
+        assert there is not None, f"{module_name(path)} imports {module}, which has no layer"
         assert LAYERS[there] <= LAYERS[here], (
             f"{module_name(path)} ({here}, layer {LAYERS[here]}) imports {module} ({there}, layer {LAYERS[there]})"
         )
@@ -94,12 +90,9 @@ def test_commands_import_no_other_command(path):
             )
 
 
-@pytest.mark.parametrize("path", [p for p in SOURCES if module_name(p) in ALIASES]
-                         + [ROOT / "train.py", ROOT / "sample.py"], ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", [ROOT / "train.py", ROOT / "sample.py"], ids=lambda p: str(p.relative_to(ROOT)))
 def test_entry_points_only_run_their_command(path):
-    name = module_name(path)
-    expected = {"train": "ddpm.commands.train", "sample": "ddpm.commands.sample"}.get(name, ALIASES.get(name))
-    assert [m for m, _ in project_imports(path)] == ([expected] if expected else [])
+    assert [m for m, _ in project_imports(path)] == [f"ddpm.commands.{module_name(path)}"]
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))

@@ -10,7 +10,7 @@ import torch
 from conftest import TINY, run_script
 
 from ddpm.data.mnist import load_mnist_split
-from ddpm.evaluation.judge import accuracy, load_classifier, save_classifier, train_classifier
+from ddpm.evaluation.judge import accuracy, load_judge, save_judge, train_judge
 from ddpm.evaluation.scores import SampleScorer
 
 # The judge is trained and scores on real MNIST: the slow tier.
@@ -27,8 +27,8 @@ def mnist(real_mnist):
 def judge(mnist, tmp_path_factory):
     """A quickly trained classifier (5000 images, one epoch): weaker than the real one, enough for orderings."""
     _, (train_x, train_y), (test_x, test_y) = mnist
-    classifier, test_accuracy = train_classifier(train_x[:5000], train_y[:5000], test_x[:2000], test_y[:2000], epochs=1)
-    path = save_classifier(classifier, tmp_path_factory.mktemp("judge") / "cnn.pt", test_accuracy)
+    classifier, test_accuracy = train_judge(train_x[:5000], train_y[:5000], test_x[:2000], test_y[:2000], epochs=1)
+    path = save_judge(classifier, tmp_path_factory.mktemp("judge") / "cnn.pt", test_accuracy)
     return path, test_accuracy
 
 
@@ -36,14 +36,14 @@ def test_classifier_round_trip(judge, mnist):
     path, test_accuracy = judge
     _, _, (test_x, test_y) = mnist
     assert test_accuracy > 0.85
-    loaded = load_classifier(path)
+    loaded = load_judge(path)
     assert accuracy(loaded, test_x[:2000], test_y[:2000]) == pytest.approx(test_accuracy)
     assert torch.load(path, weights_only=True)["test_accuracy"] == test_accuracy
 
 
 def test_fid_orders_real_noise_and_constant(judge, mnist):
     _, (train_x, train_y), (test_x, _) = mnist
-    scorer = SampleScorer(load_classifier(judge[0]), test_x)
+    scorer = SampleScorer(load_judge(judge[0]), test_x)
     real = scorer.score(train_x[:2000], train_y[:2000])
     noise = scorer.score(torch.rand(2000, 1, 28, 28))
     constant = scorer.score(torch.full((2000, 1, 28, 28), 0.5))
@@ -56,7 +56,7 @@ def test_fid_orders_real_noise_and_constant(judge, mnist):
 
 def test_kid_floor_quantisation_and_second_judge(judge, mnist):
     _, (train_x, _), (test_x, _) = mnist
-    classifier = load_classifier(judge[0])
+    classifier = load_judge(judge[0])
     scorer = SampleScorer({"judge": classifier, "other": classifier}, test_x[:2000], floor_images=train_x[:4000],
                           floor_subsets=4)
     real = scorer.score(train_x[4000:4500])
@@ -68,7 +68,7 @@ def test_kid_floor_quantisation_and_second_judge(judge, mnist):
     assert real["fid_other"] == pytest.approx(real["fid"]) and real["kid_other"] == pytest.approx(real["kid"])
     # the floor at n = 500 is the mean over 4 disjoint sets of 500 real digits, and larger than at n = 1000
     floor500, floor1000 = scorer.floor(500), scorer.floor(1000)
-    by_hand = sum(scorer.judges["judge"].distances(train_x[k * 500 : (k + 1) * 500])["fid"] for k in range(4)) / 4
+    by_hand = sum(scorer.by_judge["judge"].distances(train_x[k * 500 : (k + 1) * 500])["fid"] for k in range(4)) / 4
     assert floor500["fid_floor"] == pytest.approx(by_hand) and floor500["fid_floor"] > floor1000["fid_floor"]
     assert set(floor500) == {"fid_floor", "kid_floor", "fid_floor_other", "kid_floor_other"}
     # float images are scored as the 8-bit images a PNG holds: the same as their uint8 rounding

@@ -1,4 +1,4 @@
-"""README "Scaling out" as a user runs it: local parallel jobs (submitit), an Optuna search that continues its SQLite
+"""docs/scaling.md as a user runs it: local parallel jobs (submitit), an Optuna search that continues its SQLite
 study (tests/test_search.py tests the sweeper's failures and shared studies), DDP inside a sweep (ddp_spawn), and the
 -m refusals, which must leave nothing behind."""
 

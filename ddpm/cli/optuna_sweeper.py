@@ -1,4 +1,4 @@
-"""hparams_search=optuna: the project's Hydra sweeper over Optuna's public API (README, "Scaling out").
+"""hparams_search=optuna: the project's Hydra sweeper over Optuna's public API (docs/scaling.md).
 
 Each round asks the study for `n_jobs` trials, has Hydra's launcher run them as jobs whose overrides are the trials'
 parameters (the job's number is the trial's), and tells the study what each job returned (`optimized_metric`), or

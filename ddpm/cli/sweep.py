@@ -1,4 +1,4 @@
-"""Hydra callbacks for `-m` sweeps, whichever launcher runs the jobs (README, "Scaling out").
+"""Hydra callbacks for `-m` sweeps, whichever launcher runs the jobs (docs/scaling.md).
 
 `CheckSweep` composes every job's config and runs the command's checks on it in `on_multirun_start`, before the
 sweeper or launcher writes the sweep folder, `multirun.yaml` or any job: a bad value in the last job stops the

@@ -1,4 +1,4 @@
-"""Throughput benchmark: python -m ddpm.bench [models=[tiny,small,base]] [variants=...] [data.root=...] [out=bench.json]
+"""Throughput benchmark: ddpm-bench [models=[tiny,small,base]] [variants=...] [data.root=...] [out=bench.json]
 
 Prints and writes JSON of, per model: parameters, forward FLOPs per image, training images/s (forward +
 backward + AdamW, batch 128), sampling images/s of whole sampling runs (by default DDIM-50 and DPM-Solver++(2M)-20,

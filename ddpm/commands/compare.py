@@ -7,10 +7,11 @@ and figures.
 
 Which points are scored is the `plan` group (conf/plan/, or an inline `points=[...]`): sampler (a yaml of
 conf/sampler/), step counts, guidance scales, and whether at the last checkpoint only or also at the milestones (1/4,
-1/2, 3/4 of the run). Runs are grouped into arms by schedule, loss, T and training budget; runs of one arm differ by
-seed. Every FID stands beside the real-vs-real floor at the same n, every KID has its spread, a second judge gives a
-second feature space, and each checkpoint gets its variational bound in bits/dim. Scores are cached in each run
-folder (scores.json), so a report over more runs or more points samples only what is new.
+1/2, 3/4 of the run). Runs whose saved configs differ only in the seed (and where they read and wrote) are the seeds
+of one arm, and pooled; an arm is named by the settings that set it apart from the others ("cosine, model=base";
+ddpm.evaluation.runs). Every FID stands beside the real-vs-real floor at the same n, every KID has its spread, a
+second judge gives a second feature space, and each checkpoint gets its variational bound in bits/dim. Scores are
+cached in each run folder (scores.json), so a report over more runs or more points samples only what is new.
 """
 
 import logging
@@ -27,19 +28,24 @@ from ddpm.diffusion.likelihood import VARIANCES
 from ddpm.evaluation.points import expand_points
 from ddpm.evaluation.report import draw_figures, write_report
 from ddpm.evaluation.results import RESULT_COLUMNS, SUMMARY_COLUMNS, merge_results, summarise, write_csv
-from ddpm.evaluation.runs import describe, find_runs
-from ddpm.evaluation.scoring import build_scorer
-from ddpm.evaluation.study import score_run
-from ddpm.sampling.guidance import check_interval
+from ddpm.evaluation.runs import NAMED_GROUPS, describe, find_runs, label_arms
+from ddpm.evaluation.scores import build_scorer
+from ddpm.evaluation.study import arm_pictures, score_run
+from ddpm.sampling.guidance import check_interval, show_interval
 from ddpm.validation import integer, number, one_of, positive_int
 
 log = logging.getLogger(__name__)
 SAMPLERS = {path.stem: path for path in sorted((CONF / "sampler").glob("*.yaml"))}
+# The options an arm's label names a run's model and schedule by (`model=base`).
+OPTIONS = {group: {path.stem: OmegaConf.to_container(OmegaConf.load(path)) for path in (CONF / group).glob("*.yaml")}
+           for group in NAMED_GROUPS}
 
 
-def make_sampler(name: str, steps: int | None = None):
-    """conf/sampler/<name>.yaml's sampler, with `steps` as its default step count unless None."""
-    return instantiate(OmegaConf.load(SAMPLERS[name]), **({} if steps is None else {"steps": steps}))
+def make_sampler(sampler: str | DictConfig, steps: int | None = None):
+    """A sampler from its config, or from conf/sampler/<name>.yaml given its name, with `steps` as its default step
+    count unless None."""
+    config = OmegaConf.load(SAMPLERS[sampler]) if isinstance(sampler, str) else sampler
+    return instantiate(config, **({} if steps is None else {"steps": steps}))
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -48,8 +54,9 @@ def check_options(cfg: DictConfig) -> None:
     integer("seed", cfg.seed, low=0, high=2**32 - 1)
     number("main_guidance", cfg.main_guidance, low=0)
     positive_int("ddim_steps", cfg.ddim_steps)
-    one_of("grid.sampler", cfg.grid.sampler, SAMPLERS)
-    positive_int("grid.steps", cfg.grid.steps)
+    if isinstance(cfg.grid.sampler, str):  # grid.sampler=ddim, beside sampler@grid.sampler=ddim
+        one_of("grid.sampler", cfg.grid.sampler, SAMPLERS)
+    positive_int("grid.steps", cfg.grid.steps, optional=True, hint=" (null: the sampler's own)")
     number("grid.guidance", cfg.grid.guidance, low=0)
     check_interval("grid.guidance_interval", cfg.grid.guidance_interval)
     positive_int("batch_size", cfg.batch_size)
@@ -66,25 +73,30 @@ def compare(cfg: DictConfig) -> Path:
     out = Path(cfg.paths.output_dir)
     device = resolve_device(cfg.device)
     runs = [describe(p) for p in paths]
+    arms = label_arms(runs, OPTIONS)
     scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), cfg.floor_subsets, device)
+    scorer.check_n("n", cfg.n)
     test_images, _ = load_mnist_split(cfg.data.root, "test", cfg.data.download, cfg.data.check_md5)
     out.mkdir(parents=True, exist_ok=True)
-    first_seed = {}
-    for run in runs:
-        first_seed[run.arm] = min(first_seed.get(run.arm, run.seed), run.seed)
-    representatives = {run.arm: run for run in runs if run.seed == first_seed[run.arm]}
-    log.info(f"comparing {len(runs)} runs in {len(representatives)} arms at {len(points)} points, n={cfg.n}")
+    representatives = {arm: min(members, key=lambda run: run.seed) for arm, members in arms.items()}
+    log.info(f"comparing {len(runs)} runs in {len(arms)} arms at {len(points)} points, n={cfg.n}: "
+             + "; ".join(f"{arm} ({len(members)} seeds)" for arm, members in arms.items()))
 
     rows = []
     for run in runs:
-        rows += score_run(run, points, run.seed == first_seed[run.arm], cfg, scorer, test_images, device, make_sampler)
+        rows += score_run(run, points, run is representatives[run.arm], cfg, scorer, test_images, device,
+                          make_sampler)
     summary = summarise(rows)
     write_csv(out / "results.csv", rows, RESULT_COLUMNS)
     write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
     if cfg.results:
         merge_results(Path(cfg.results), rows)
-    figures = draw_figures(cfg, runs, representatives, summary, out, device,
-                           make_sampler(cfg.grid.sampler, cfg.grid.steps))
+    interval = check_interval("grid.guidance_interval", cfg.grid.guidance_interval)
+    grid_sampler = make_sampler(cfg.grid.sampler, cfg.grid.steps)
+    pictures, schedules = arm_pictures(representatives, grid_sampler, cfg.grid.guidance, cfg.seed, device, interval)
+    where = f" in log-SNR {show_interval(interval)}" if interval else ""
+    setting = f"{grid_sampler!r}, w={cfg.grid.guidance:g}{where}"
+    figures = draw_figures(cfg, runs, representatives, summary, out, pictures, schedules, setting)
     write_report(cfg, runs, summary, figures, out)
     log.info(f"wrote {out / 'report.md'}")
     return out / "report.md"

@@ -1,9 +1,9 @@
 """Score a checkpoint: sample n digits, then FID and KID (beside the real-vs-real floor at the same n), class
 accuracy, confidence and class entropy (ddpm.evaluation.scores), plus sampling time and images/s.
 
-    python -m ddpm.evaluate ckpt=PATH n=1000 sampler=ddim steps=50 guidance=2
+    ddpm-evaluate ckpt=PATH n=1000 sampler=ddim steps=50 guidance=2
 
-Needs the judge once: `python -m ddpm.metrics.classifier` (and, for classifier2=..., the second judge).
+Needs the judge once: `ddpm-judge` (and, for classifier2=..., the second judge).
 """
 
 import json
@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_request
 from ddpm.cli.runtime import resolve_device
-from ddpm.evaluation.scoring import build_scorer, score_sampler
+from ddpm.evaluation.scores import build_scorer, score_sampler
 from ddpm.sampling.guidance import check_interval, guidance_scale, show_interval
 from ddpm.training.checkpoint import load_module
 
@@ -32,6 +32,7 @@ def evaluate(cfg: DictConfig) -> dict:
     module = load_module(cfg.ckpt, ema=cfg.ema).to(device)
     sampler.set_timesteps(cfg.steps, module.diffusion.timesteps)  # refuse steps > T before any work
     scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), device=device)
+    scorer.check_n("n", cfg.n)
     guidance = guidance_scale(cfg.guidance, module.conditional)
     interval = check_interval("guidance_interval", cfg.guidance_interval)
     with torch.inference_mode():

@@ -1,6 +1,6 @@
 """Train the judge of sample quality (ddpm.evaluation.judge) on MNIST's training split and save it to `classifier`.
 
-    python -m ddpm.metrics.classifier data.root=../shared/data
+    ddpm-judge data.root=../shared/data
 """
 
 import logging
@@ -12,20 +12,20 @@ from omegaconf import DictConfig
 
 from ddpm.cli.app import run_app
 from ddpm.data.mnist import load_mnist_split
-from ddpm.evaluation.judge import MNISTClassifier, save_classifier, train_classifier
+from ddpm.evaluation.judge import Judge, save_judge, train_judge
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> float:
     """Train on the training split, report test accuracy, save to cfg.classifier."""
-    MNISTClassifier(cfg.width, cfg.num_features)  # refuses a bad width before MNIST is read
+    Judge(cfg.width, cfg.num_features)  # refuses a bad width before MNIST is read
     train = load_mnist_split(cfg.data.root, "train", cfg.data.download, cfg.data.check_md5)
     test = load_mnist_split(cfg.data.root, "test", cfg.data.download, cfg.data.check_md5)
     start = time.time()
-    classifier, test_accuracy = train_classifier(*train, *test, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                                                   seed=cfg.seed, width=cfg.width, num_features=cfg.num_features)
-    path = save_classifier(classifier, Path(cfg.classifier), test_accuracy)
+    judge, test_accuracy = train_judge(*train, *test, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                                       seed=cfg.seed, width=cfg.width, num_features=cfg.num_features)
+    path = save_judge(judge, Path(cfg.classifier), test_accuracy)
     log.info(f"test accuracy {test_accuracy:.4f} after {time.time() - start:.0f} s; saved {path}")
     return test_accuracy
 

@@ -1,7 +1,7 @@
 """The variational bound in bits per dimension on MNIST test images (ddpm/diffusion/likelihood.py):
 
-    python -m ddpm.nll ckpt=PATH n=1000            # Monte-Carlo over t, with its standard error
-    python -m ddpm.nll ckpt=PATH n=50 exact=true   # all T terms per image
+    ddpm-nll ckpt=PATH n=1000            # Monte-Carlo over t, with its standard error
+    ddpm-nll ckpt=PATH n=50 exact=true   # all T terms per image
 
 Prints `bits/dim: 1.2345 +- 0.0050` (four decimals) and writes nll.json into the run folder.
 """

@@ -15,6 +15,7 @@ from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_train_options, refused_by_lightning
 from ddpm.cli.runtime import check_writable, save_run_config
 from ddpm.errors import CheckpointError, ConfigError, NonFiniteError
+from ddpm.evaluation.callbacks import SampleMetrics
 from ddpm.training.callbacks import HparamsSummary, StopCheckpoint
 from ddpm.training.checkpoint import check_resumable, load_checkpoint
 from ddpm.training.precision import auto_precision
@@ -133,6 +134,9 @@ def build(cfg: DictConfig, multirun: bool):
     datamodule.prepare_data()
     datamodule.setup("fit")
     datamodule.batches_per_epoch(trainer.num_devices * trainer.num_nodes)
+    for callback in callbacks:
+        if isinstance(callback, SampleMetrics):
+            callback.check_data(datamodule)
     return module, datamodule, trainer, ckpt_path
 
 

@@ -15,8 +15,6 @@ from ddpm.validation import integer, number, refuse
 class NoiseSchedule:
     """Base class: subclasses implement `_betas()`; derived quantities are computed once, here."""
 
-    name = "base"
-
     def __init__(self, timesteps: int = 1000):
         self.timesteps = integer("schedule.timesteps", timesteps, low=2, hint=", e.g. 1000")
         betas = self._betas().to(torch.float64)
@@ -40,8 +38,6 @@ class NoiseSchedule:
 class LinearSchedule(NoiseSchedule):
     """Ho et al. 2020: betas linear in t. Both ends scale by 1000/T so that other T keep the same total noise
     (the rescaling of improved-diffusion)."""
-
-    name = "linear"
 
     def __init__(self, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
         number("schedule.beta_end", beta_end, 0, 1, low_open=True, high_open=True, hint=", e.g. 0.02")
@@ -87,8 +83,6 @@ class CosineSchedule(AlphaBarSchedule):
     """Nichol & Dhariwal 2021: alpha_bar(t) = f(t)/f(0), f(t) = cos^2(((t/T) + s)/(1 + s) * pi/2).
     The offset s keeps beta_0 from being vanishingly small."""
 
-    name = "cosine"
-
     def __init__(self, timesteps: int = 1000, s: float = 0.008, max_beta: float = 0.999):
         number("schedule.s", s, low=0, low_open=True, hint=", e.g. 0.008")
         self.s = s
@@ -105,8 +99,6 @@ class CosineSchedule(AlphaBarSchedule):
 class SigmoidSchedule(AlphaBarSchedule):
     """Jabri et al. 2022 ("Scalable Adaptive Computation"): alpha_bar follows a rescaled sigmoid of
     u*(end-start)+start over temperature tau; it spends more steps at mid noise levels than cosine."""
-
-    name = "sigmoid"
 
     def __init__(self, timesteps: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1.0,
                  max_beta: float = 0.999):

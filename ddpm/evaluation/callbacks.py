@@ -3,9 +3,8 @@
 from pathlib import Path
 
 from ddpm.errors import ConfigError
-from ddpm.evaluation.judge import load_classifier
-from ddpm.evaluation.scores import SampleScorer
-from ddpm.evaluation.scoring import sample_images
+from ddpm.evaluation.judge import load_judge
+from ddpm.evaluation.scores import SampleScorer, check_n, sample_images
 from ddpm.sampling.guidance import check_interval
 from ddpm.sampling.samplers import Sampler
 from ddpm.training.callbacks import EMAValidationCallback
@@ -23,7 +22,7 @@ class SampleMetrics(EMAValidationCallback):
             # Refused before training, not at the first scored validation, after checkpoints were written.
             raise ConfigError(
                 f"callbacks.sample_metrics.classifier={classifier} does not exist: train it first with "
-                f"`python -m ddpm.metrics.classifier`, or set callbacks.sample_metrics.every_n_validations=0"
+                f"`ddpm-judge`, or set callbacks.sample_metrics.every_n_validations=0"
             )
         self.sampler = sampler
         self.classifier = text("callbacks.sample_metrics.classifier", classifier)
@@ -36,13 +35,19 @@ class SampleMetrics(EMAValidationCallback):
         self.validations = 0
         self.scorer = None
 
+    def check_data(self, datamodule) -> None:
+        """n against the test split the samples are compared with: called when training is built, so that a bad n
+        is refused before the run writes anything, not at the first scored validation."""
+        if self.every_n_validations > 0:
+            check_n("callbacks.sample_metrics.n", self.n, len(datamodule.test_split()[1]))
+
     def on_ema_validation_end(self, trainer, pl_module):
         self.validations += 1
         if self.every_n_validations <= 0 or self.validations % self.every_n_validations:
             return
         if self.scorer is None:
             real_images, _ = trainer.datamodule.test_split()
-            self.scorer = SampleScorer(load_classifier(self.classifier), real_images)
+            self.scorer = SampleScorer(load_judge(self.classifier), real_images)
         # The same 8-bit samples that evaluate and compare score, so that the numbers compare.
         images, labels, _, nfe = sample_images(pl_module, self.sampler, self.n, self.guidance, self.seed,
                                                batch_size=500, guidance_interval=self.guidance_interval)

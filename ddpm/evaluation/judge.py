@@ -1,5 +1,5 @@
-"""The judge of sample quality: a small MNIST CNN. Its penultimate layer is the feature space of FID and KID; its
-predictions give the class accuracy of conditional samples. Trained by `python -m ddpm.metrics.classifier`."""
+"""The judge of sample quality: a small MNIST CNN (`Judge`). Its penultimate layer is the feature space of FID and
+KID; its predictions give the class accuracy of conditional samples. Trained by `ddpm-judge`."""
 
 import os
 from pathlib import Path
@@ -13,7 +13,7 @@ from ddpm.errors import ClassifierError
 from ddpm.validation import integer, number, positive_int
 
 
-class MNISTClassifier(nn.Module):
+class Judge(nn.Module):
     """Two conv stages (28 -> 14 -> 7) and a `num_features`-wide hidden layer. Input: images in [0, 1]."""
 
     def __init__(self, width: int = 16, num_features: int = 128):
@@ -37,68 +37,54 @@ class MNISTClassifier(nn.Module):
         return self.head(self.features(images))
 
 
-class ClassifierFeatures(nn.Module):
-    """The feature extractor torchmetrics' FID takes: images -> (N, num_features), with `num_features` set."""
-
-    def __init__(self, classifier: MNISTClassifier):
-        super().__init__()
-        self.classifier = classifier
-        self.num_features = classifier.config["num_features"]
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(images)
-
-
-def save_classifier(classifier: MNISTClassifier, path: Path, test_accuracy: float) -> Path:
+def save_judge(judge: Judge, path: Path, test_accuracy: float) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"config": classifier.config, "state_dict": classifier.state_dict(), "test_accuracy": test_accuracy},
-               tmp)
+    torch.save({"config": judge.config, "state_dict": judge.state_dict(), "test_accuracy": test_accuracy}, tmp)
     os.replace(tmp, path)  # never leave a half-written judge behind
     return path
 
 
-def load_classifier(path: str | Path) -> MNISTClassifier:
+def load_judge(path: str | Path) -> Judge:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ClassifierError(
             f"no MNIST classifier at {path}: train it once with "
-            f"`python -m ddpm.metrics.classifier data.root=<MNIST folder>` "
+            f"`ddpm-judge data.root=<MNIST folder>` "
             "or point classifier=... at one"
         )
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    classifier = MNISTClassifier(**saved["config"])
-    classifier.load_state_dict(saved["state_dict"])
-    return classifier.eval()
+    judge = Judge(**saved["config"])
+    judge.load_state_dict(saved["state_dict"])
+    return judge.eval()
 
 
 @torch.inference_mode()
-def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+def accuracy(judge: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Accuracy on uint8 (or [0, 1] float) images."""
-    classifier.eval()
+    judge.eval()
     correct = 0
     for i in range(0, len(images), batch_size):
         batch = images[i : i + batch_size]
         batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch
-        correct += (classifier(batch).argmax(1) == labels[i : i + batch_size]).sum().item()
+        correct += (judge(batch).argmax(1) == labels[i : i + batch_size]).sum().item()
     return correct / len(images)
 
 
-def train_classifier(train_images, train_labels, test_images, test_labels, epochs: int = 3, batch_size: int = 128,
-                     lr: float = 2e-3, seed: int = 0, width: int = 16,
-                     num_features: int = 128) -> tuple[MNISTClassifier, float]:
-    """Adam with one-cycle LR and +-2 pixel random shifts; returns the classifier and its test accuracy."""
+def train_judge(train_images, train_labels, test_images, test_labels, epochs: int = 3, batch_size: int = 128,
+                lr: float = 2e-3, seed: int = 0, width: int = 16, num_features: int = 128) -> tuple[Judge, float]:
+    """Adam with one-cycle LR and +-2 pixel random shifts; returns the judge and its test accuracy."""
     positive_int("epochs", epochs)
     integer("batch_size", batch_size, low=1, high=len(train_images), hint=" (at most the training images)")
     number("lr", lr, low=0, low_open=True)
     torch.manual_seed(integer("seed", seed, low=0, high=2**32 - 1))
-    classifier = MNISTClassifier(width, num_features)
-    optimizer = torch.optim.AdamW(classifier.parameters(), lr=lr, weight_decay=1e-4)
+    judge = Judge(width, num_features)
+    optimizer = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * (len(train_images) // batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1))
     bar = tqdm(total=steps, desc="classifier", unit="step")
     for _ in range(epochs):
-        classifier.train()
+        judge.train()
         order = torch.randperm(len(train_images))
         for i in range(0, len(order) - batch_size + 1, batch_size):
             index = order[i : i + batch_size]
@@ -106,7 +92,7 @@ def train_classifier(train_images, train_labels, test_images, test_labels, epoch
             # Random translations: cheap augmentation that buys the last few tenths of a percent.
             dx, dy = torch.randint(-2, 3, (2,)).tolist()
             x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-            loss = F.cross_entropy(classifier(x), train_labels[index])
+            loss = F.cross_entropy(judge(x), train_labels[index])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -114,4 +100,4 @@ def train_classifier(train_images, train_labels, test_images, test_labels, epoch
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
-    return classifier.eval(), accuracy(classifier, test_images, test_labels)
+    return judge.eval(), accuracy(judge, test_images, test_labels)

@@ -1,24 +1,18 @@
 """The compare report's figures and its report.md: plots of the summary, the validation error by log-SNR, bits/dim,
-loss curves, and sample grids drawn from each arm's first seed with the same noise."""
+loss curves, the schedules, and the sample grids of each arm's first seed (sampled by ddpm.evaluation.study)."""
 
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-import torch
-
-from ddpm.data.images import grid
 from ddpm.evaluation import plots
 from ddpm.evaluation.runs import Run, read_scalars
-from ddpm.sampling.generate import generate
-from ddpm.sampling.guidance import check_interval, show_interval
-from ddpm.sampling.samplers import Sampler
-from ddpm.training.checkpoint import load_module
 
 
-def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary: list[dict], out: Path, device,
-                 grid_sampler: Sampler) -> list[str]:
-    """Writes the figures into `out` and returns the names of those drawn."""
+def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary: list[dict], out: Path,
+                 pictures: dict, schedules: list, setting: str) -> list[str]:
+    """Writes the figures into `out` and returns the names of those drawn. `pictures`: each arm's sample grid,
+    drawn with `setting`; `schedules`: the arms' noise schedules."""
     figures = []
     colours = plots.arm_colours(sorted({run.arm for run in runs}))  # one colour per arm in every figure
     last_step = {arm: max(r["train_step"] for r in summary if r["arm"] == arm) for arm in {r["arm"] for r in summary}}
@@ -68,20 +62,8 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
     labels = {arm: f"{arm} (seed {run.seed})" for arm, run in representatives.items()}
     plots.loss_curves({labels[arm]: scalars[run.name] for arm, run in representatives.items()},
                       out / "loss_curves.png", {labels[arm]: colours[arm] for arm in representatives})
-    grids, seen = {}, {}
-    interval = check_interval("grid.guidance_interval", cfg.grid.guidance_interval)
-    with torch.inference_mode():
-        for arm, run in sorted(representatives.items()):
-            module = load_module(run.path / "checkpoints" / "last.ckpt").to(device)
-            seen.setdefault(repr(module.diffusion.schedule), module.diffusion.schedule)
-            labels = torch.arange(10).repeat_interleave(10) if module.conditional else None
-            images = generate(module, grid_sampler, 100, labels, cfg.grid.guidance, cfg.seed,
-                              guidance_interval=interval).images
-            grids[f"{arm} (seed {run.seed})"] = grid(images)
-    plots.schedules(list(seen.values()), out / "schedules.png")
-    where = f" in log-SNR {show_interval(interval)}" if interval else ""
-    setting = f"{cfg.grid.sampler}-{cfg.grid.steps}, w={cfg.grid.guidance:g}{where}"
-    plots.pictures(grids, f"{setting}, the same noise: row k = digit k", out / "grids.png")
+    plots.schedules(schedules, out / "schedules.png")
+    plots.pictures(pictures, f"{setting}, the same noise: row k = digit k", out / "grids.png")
     return figures + ["loss_curves.png", "schedules.png", "grids.png"]
 
 

@@ -1,5 +1,6 @@
 """Scoring the points of a compare report on one run: each checkpoint loaded once, each (sampler, steps, guidance,
-guidance interval) sampled and scored once, bits/dim per checkpoint, all through the run's score cache."""
+guidance interval) sampled and scored once, bits/dim per checkpoint, all through the run's score cache; and each
+arm's sample grid."""
 
 import logging
 from collections import defaultdict
@@ -8,17 +9,36 @@ from collections.abc import Callable
 import torch
 from omegaconf import DictConfig
 
+from ddpm.data.images import grid
 from ddpm.diffusion.likelihood import bits_per_dim
 from ddpm.evaluation.cache import ScoreCache
 from ddpm.evaluation.points import Point
 from ddpm.evaluation.runs import Run, checkpoints
-from ddpm.evaluation.scoring import score_sampler
-from ddpm.sampling.generate import cycling_labels
+from ddpm.evaluation.scores import score_sampler
+from ddpm.sampling.generate import cycling_labels, digit_grid
 from ddpm.sampling.guidance import Guided, show_interval
 from ddpm.sampling.samplers import Sampler
 from ddpm.training.checkpoint import load_checkpoint, load_module
 
 log = logging.getLogger(__name__)
+
+
+def checkpoint_bits_per_dim(cache: ScoreCache, ckpt, loaded: Callable, cfg: DictConfig, test_images, device,
+                            name: str) -> dict:
+    """The variational bound of a checkpoint on cfg.nll.n test images (none when 0), through the run's cache;
+    `loaded()` gives the checkpoint's module, loaded on first use."""
+    if cfg.nll.n <= 0:
+        return {}
+    what = f"bpd-n{cfg.nll.n}-draws{cfg.nll.draws}-{cfg.nll.variance}"
+    nll = cache.get(ckpt, what)
+    if nll is None:
+        m = loaded()
+        result = bits_per_dim(m.net, m.diffusion, test_images[: cfg.nll.n], draws=cfg.nll.draws,
+                              variance=cfg.nll.variance, batch_size=cfg.batch_size, seed=cfg.seed, device=device,
+                              progress=f"{name} bits/dim")
+        nll = cache.put(ckpt, what, {"bits_per_dim": result["bits_per_dim"], "bits_per_dim_stderr": result["stderr"]})
+        log.info(f"{name}: {nll['bits_per_dim']:.4f} +- {nll['bits_per_dim_stderr']:.4f} bits/dim")
+    return nll
 
 
 def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, scorer, test_images, device,
@@ -46,19 +66,7 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
         if meta is None:
             meta = cache.put(ckpt, "meta", {"train_step": int(load_checkpoint(ckpt)["global_step"])})
         train_step = meta["train_step"]
-        nll = {}
-        if cfg.nll.n > 0:
-            what = f"bpd-n{cfg.nll.n}-draws{cfg.nll.draws}-{cfg.nll.variance}"
-            nll = cache.get(ckpt, what)
-            if nll is None:
-                m = loaded()
-                result = bits_per_dim(m.net, m.diffusion, test_images[: cfg.nll.n], draws=cfg.nll.draws,
-                                      variance=cfg.nll.variance, batch_size=cfg.batch_size, seed=cfg.seed,
-                                      device=device, progress=f"{run.name} step {train_step} bits/dim")
-                nll = cache.put(ckpt, what, {"bits_per_dim": result["bits_per_dim"],
-                                             "bits_per_dim_stderr": result["stderr"]})
-                log.info(f"{run.name} step {train_step}: {nll['bits_per_dim']:.4f} +- "
-                         f"{nll['bits_per_dim_stderr']:.4f} bits/dim")
+        nll = checkpoint_bits_per_dim(cache, ckpt, loaded, cfg, test_images, device, f"{run.name} step {train_step}")
         for point in ckpt_points.values():
             interval = show_interval(point.guidance_interval)
             # Points without an interval keep the cache keys of the scores cached before intervals existed.
@@ -92,3 +100,16 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
                          "steps": steps, "guidance": point.guidance, "guidance_interval": interval, "n": cfg.n, **nll,
                          **scores})
     return rows
+
+
+def arm_pictures(representatives: dict[str, Run], sampler: Sampler, guidance: float, seed: int, device,
+                 guidance_interval: tuple[float, float] | None = None) -> tuple[dict, list]:
+    """Each arm's 10x10 picture from its first seed's last checkpoint (row k = digit k, the same noise for every
+    arm), and the arms' noise schedules, each once."""
+    pictures, schedules = {}, {}
+    with torch.inference_mode():
+        for arm, run in sorted(representatives.items()):
+            module = load_module(run.path / "checkpoints" / "last.ckpt").to(device)
+            schedules.setdefault(repr(module.diffusion.schedule), module.diffusion.schedule)
+            pictures[f"{arm} (seed {run.seed})"] = grid(digit_grid(module, sampler, guidance, seed, guidance_interval))
+    return pictures, list(schedules.values())

@@ -1,5 +1,5 @@
 """The network of the original notebooks this project grew out of, kept as the benchmark's yardstick: the speed of
-today's UNets is reported against it (`python -m ddpm.bench`). Not trained by any command."""
+today's UNets is reported against it (`ddpm-bench`). Not trained by any command."""
 
 import torch
 import torch.nn.functional as F

@@ -108,8 +108,8 @@ class UNet(nn.Module):
 
     patch_size=2 folds each 2x2 pixel patch into channels before the first convolution (and unfolds the output):
     the network then starts at 14x14. On a CPU, convolutions over few channels at full resolution use the cores
-    worst (their backward pass most of all); a patched 716k UNet trained 2.1x faster than a full-resolution one
-    of about that size (README, "Speed").
+    worst (their backward pass most of all); a patched 716k UNet trained about twice as fast as a full-resolution
+    one of about that size (docs/speed.md, "2x2 patches").
 
     skip_stem_and_downsample=True skip-connects every down layer's output, the stem's and the downsamplers' too,
     which takes num_res_blocks + 1 up blocks per level (Ho et al. 2020). False skip-connects only the res blocks'

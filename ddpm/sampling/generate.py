@@ -31,6 +31,14 @@ def cycling_labels(n: int, digit: int | None = None) -> torch.Tensor:
     return torch.full((n,), digit) if digit is not None else torch.arange(n) % 10
 
 
+def digit_grid(module, sampler: Sampler, guidance: float, seed: int, guidance_interval=None,
+               clip_x0: bool = True) -> torch.Tensor:
+    """The 100 images of a 10x10 picture (row k = digit k for a conditional module) from the same noise for a
+    seed: what a training run draws at every validation and a compare report draws for each arm."""
+    labels = torch.arange(10).repeat_interleave(10) if module.conditional else None
+    return generate(module, sampler, 100, labels, guidance, seed, clip_x0, guidance_interval=guidance_interval).images
+
+
 def generate(
     module,
     sampler: Sampler,

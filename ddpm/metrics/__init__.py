@@ -1,1 +1,0 @@
-"""Only `python -m ddpm.metrics.classifier`, as before the judge's training moved to ddpm.commands.judge."""
