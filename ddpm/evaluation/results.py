@@ -1,13 +1,14 @@
 """The report's tables: one row per (run, checkpoint, sampler, steps, guidance, guidance interval), the mean and spread
 over the seeds of an arm, and results.csv files that several reports merge into. Every row states the network
-evaluations per image (nfe). Rows written before guidance_interval and nfe existed read as every step and unknown."""
+evaluations per image (nfe) and the minutes the checkpoint had trained (train_minutes). Rows written before
+guidance_interval, nfe and train_minutes existed read as every step and unknown."""
 
 import csv
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-RESULT_COLUMNS = ["run", "schedule", "loss", "T", "seed", "train_step", "sampler", "steps", "guidance",
+RESULT_COLUMNS = ["run", "schedule", "loss", "T", "seed", "train_step", "train_minutes", "sampler", "steps", "guidance",
                   "guidance_interval", "nfe", "n", "fid",
                   "fid_floor", "kid", "kid_std", "class_accuracy", "bits_per_dim", "bits_per_dim_stderr",
                   "fid_judge2", "fid_floor_judge2", "kid_judge2", "kid_std_judge2", "kid_floor", "kid_floor_judge2",

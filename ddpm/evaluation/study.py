@@ -63,8 +63,11 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
             return module
 
         meta = cache.get(ckpt, "meta")
-        if meta is None:
-            meta = cache.put(ckpt, "meta", {"train_step": int(load_checkpoint(ckpt)["global_step"])})
+        if meta is None or "train_minutes" not in meta:  # cached before checkpoints held their wall-clock
+            checkpoint = load_checkpoint(ckpt)
+            seconds = checkpoint.get("train_seconds")  # None: written before training recorded its time
+            meta = cache.put(ckpt, "meta", {"train_step": int(checkpoint["global_step"]),
+                                            "train_minutes": None if seconds is None else seconds / 60})
         train_step = meta["train_step"]
         nll = checkpoint_bits_per_dim(cache, ckpt, loaded, cfg, test_images, device, f"{run.name} step {train_step}")
         for point in ckpt_points.values():
@@ -96,7 +99,8 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
                          f"{scores['images_per_second']:.0f} img/s, {scores['nfe']} NFE")
             steps = run.T if point.steps == "T" else point.steps
             rows.append({"run": run.name, "arm": run.arm, "schedule": run.schedule, "loss": run.loss, "T": run.T,
-                         "seed": run.seed, "budget": run.budget, "train_step": train_step, "sampler": point.sampler,
+                         "seed": run.seed, "budget": run.budget, "train_step": train_step,
+                         "train_minutes": meta["train_minutes"], "sampler": point.sampler,
                          "steps": steps, "guidance": point.guidance, "guidance_interval": interval, "n": cfg.n, **nll,
                          **scores})
     return rows
