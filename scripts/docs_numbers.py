@@ -507,9 +507,10 @@ def sampling_defaults(study: Study) -> str:
         'guidance_interval=[-3,3]'` ({h['quick_nfe']} NFE; FID {h['quick']} over {h['quick_seeds']} training seeds
         against {h['quick_old']} with the old default)
         ([the measurement](compare/README.md#sampling-settings-the-defaults-by-measurement)). `experiment=quickstart`
-        draws its training grids with that setting; its FID callback (`callbacks.sample_metrics`, off unless
-        `every_n_validations` is set) keeps the default. Any other sampler is `sampler=<name>`; guidance at every step
-        is `guidance_interval=null`.""")
+        states that setting (conf/sampling/quickstart.yaml): its training grids and FID callback draw with it, and its
+        checkpoints carry it, so that `python sample.py ckpt=...` and `ddpm-evaluate` draw with it too, key by key
+        unless the command line sets the key (the log names each value's source). Any other sampler is
+        `sampler=<name>`; guidance at every step is `guidance_interval=null`.""")
 
 
 def sampling_nfe(study: Study) -> str:

@@ -20,6 +20,7 @@ from ddpm.cli.checks import check_request
 from ddpm.cli.runtime import resolve_device
 from ddpm.evaluation.scores import build_scorer, score_sampler
 from ddpm.sampling.guidance import check_interval, guidance_scale, show_interval
+from ddpm.sampling.setting import command_setting
 from ddpm.training.checkpoint import load_module
 
 log = logging.getLogger(__name__)
@@ -27,14 +28,16 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict:
     check_request(cfg)
-    sampler = instantiate(cfg.sampler)
+    instantiate(cfg.sampler)  # a bad sampler option is refused before the checkpoint is read
     device = resolve_device(cfg.device)
     module = load_module(cfg.ckpt, ema=cfg.ema).to(device)
-    sampler.set_timesteps(cfg.steps, module.diffusion.timesteps)  # refuse steps > T before any work
+    setting = command_setting(cfg, module.sampling_setting)
+    sampler = instantiate(setting["sampler"])
+    sampler.set_timesteps(setting["steps"], module.diffusion.timesteps)  # refuse steps > T before any work
     scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), device=device)
     scorer.check_n("n", cfg.n)
-    guidance = guidance_scale(cfg.guidance, module.conditional)
-    interval = check_interval("guidance_interval", cfg.guidance_interval)
+    guidance = guidance_scale(setting["guidance"], module.conditional)
+    interval = check_interval("guidance_interval", setting["guidance_interval"])
     with torch.inference_mode():
         scores = score_sampler(module, sampler, scorer, cfg.n, guidance, cfg.seed, cfg.batch_size, interval,
                                progress="sampling")

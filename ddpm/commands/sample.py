@@ -16,6 +16,7 @@ from ddpm.data.images import save_grid, save_trajectory_gif, to_pixels, trajecto
 from ddpm.errors import ConfigError
 from ddpm.sampling.generate import cycling_labels, generate
 from ddpm.sampling.guidance import check_interval, guidance_scale, show_interval
+from ddpm.sampling.setting import command_setting
 from ddpm.training.checkpoint import load_module
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,12 @@ def sample(cfg: DictConfig) -> dict:
     check_request(cfg)
     out = Path(cfg.paths.output_dir)
     check_writable(out)
-    sampler = instantiate(cfg.sampler)
+    instantiate(cfg.sampler)  # a bad sampler option is refused before the checkpoint is read
     module = load_module(cfg.ckpt, ema=cfg.ema)
+    setting = command_setting(cfg, module.sampling_setting)
+    sampler = instantiate(setting["sampler"])
     T = module.diffusion.timesteps
-    sampler.set_timesteps(cfg.steps, T)  # refuses steps > T before any work
+    sampler.set_timesteps(setting["steps"], T)  # refuses steps > T before any work
     conditional = module.conditional and not cfg.unconditional
     if cfg.digit is not None and not conditional:
         raise ConfigError(
@@ -38,8 +41,8 @@ def sample(cfg: DictConfig) -> dict:
             if not module.conditional
             else f"digit={cfg.digit} needs class-conditional sampling: drop digit= or unconditional=true"
         )
-    guidance = guidance_scale(cfg.guidance, conditional)
-    interval = check_interval("guidance_interval", cfg.guidance_interval)
+    guidance = guidance_scale(setting["guidance"], conditional)
+    interval = check_interval("guidance_interval", setting["guidance_interval"])
 
     save_run_config(cfg)
     module.to(resolve_device(cfg.device))

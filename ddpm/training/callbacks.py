@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, WeightAveraging
 from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMA
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -19,6 +20,7 @@ from ddpm.errors import ConfigError, Stopped
 from ddpm.sampling.generate import generate
 from ddpm.sampling.guidance import check_interval
 from ddpm.sampling.samplers import Sampler
+from ddpm.sampling.setting import stored_setting
 from ddpm.validation import boolean, integer, number, text
 
 log = logging.getLogger(__name__)
@@ -51,16 +53,22 @@ class EMAValidationCallback(L.Callback):
 
 class SampleGrid(EMAValidationCallback):
     """A 10x10 grid (row k = digit k, the same noise every time) at every validation, logged to TensorBoard and
-    saved as `dirpath/step_XXXXXX.png`."""
+    saved as `dirpath/step_XXXXXX.png`. Its setting is the recipe's (conf/sampling/, chosen by the experiment yaml),
+    and every checkpoint carries it as "sampling", for sample.py and ddpm-evaluate to draw with what the grids showed.
+    `sampler` is a config (the callback is built with _recursive_: false) so that the checkpoint can hold it."""
 
-    def __init__(self, sampler: Sampler, dirpath: str, guidance: float = 2.0, seed: int = 0, clip_x0: bool = True,
+    def __init__(self, sampler: dict, dirpath: str, guidance: float = 2.0, seed: int = 0, clip_x0: bool = True,
                  guidance_interval: list[float] | None = None):
-        self.sampler = sampler
+        self.sampler: Sampler = instantiate(sampler)
         self.dirpath = Path(text("callbacks.sample_grid.dirpath", dirpath))
         self.guidance = number("callbacks.sample_grid.guidance", guidance, low=0, hint=" (0: no guidance)")
         self.seed = integer("callbacks.sample_grid.seed", seed, low=0, high=2**32 - 1)
         self.clip_x0 = boolean("callbacks.sample_grid.clip_x0", clip_x0)
         self.guidance_interval = check_interval("callbacks.sample_grid.guidance_interval", guidance_interval)
+        self.setting = stored_setting(sampler, self.guidance, self.guidance_interval)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint["sampling"] = self.setting
 
     def on_ema_validation_end(self, trainer, pl_module):
         labels = grid_labels() if pl_module.conditional else None

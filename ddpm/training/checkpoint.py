@@ -123,6 +123,8 @@ def load_module(path: str | Path, ema: bool = True) -> DiffusionModule:
         module = DiffusionModule(**checkpoint["hyper_parameters"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} has a model config this version cannot build: {e}") from None
+    # The sampling setting its recipe was measured at (ddpm.sampling.setting); None in checkpoints from before.
+    module.sampling_setting = checkpoint.get("sampling")
     weights = checkpoint["state_dict"] if ema else checkpoint.get("current_model_state", checkpoint["state_dict"])
     try:
         module.load_state_dict(weights)
