@@ -111,7 +111,8 @@ def test_ddp_spawn_inside_a_sweep(tmp_path, real_mnist):
     (["trainer=ddp", "trainer.devices=2"], "use trainer=ddp_spawn, or hydra/launcher=submitit_slurm"),
     # only the second job is wrong, and it is found before the first one trains
     (["data.batch_size=32,1000"], "error: data.batch_size=1000 is larger than the 256 training images per process"),
-    (["hydra/launcher=submitit_slurm", "trainer.devices=2"], "do not match hydra.launcher.tasks_per_node=1"),
+    (["hydra/launcher=submitit_slurm", "trainer.devices=2", "hydra.launcher.tasks_per_node=1"],
+     "do not match hydra.launcher.tasks_per_node=1"),
     (["hydra/launcher=slurm"],
      "error: hydra/launcher=slurm is unknown: use one of basic, ray, submitit_local, submitit_slurm"),
     (["hparams_search=hyperopt"], "error: hparams_search=hyperopt is unknown: use one of optuna"),
