@@ -130,7 +130,8 @@ def test_multirun_refusals_write_nothing(tmp_path, real_mnist, args, message):
 
 
 def test_a_missing_plugin_names_its_extra(monkeypatch):
-    monkeypatch.setattr("ddpm.cli.app.installed", lambda module: module != "hydra_plugins.hydra_ray_launcher")
-    check_group_choices(["hydra/launcher=submitit_local"])
-    with pytest.raises(ConfigError, match=r"hydra/launcher=ray needs a Hydra plugin: pip install -e '\.\[ray\]'"):
-        check_group_choices(["hydra/launcher=ray"])
+    monkeypatch.setattr("ddpm.cli.app.installed", lambda module: module != "hydra_plugins.hydra_submitit_launcher")
+    check_group_choices(["hydra/launcher=ray"])
+    with pytest.raises(ConfigError, match=r"hydra/launcher=submitit_local needs a Hydra plugin: pip install -e "
+                                          r"'\.\[slurm\]'"):
+        check_group_choices(["hydra/launcher=submitit_local"])

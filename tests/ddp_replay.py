@@ -1,0 +1,68 @@
+"""A data-parallel run replayed by one process, the oracle of the multi-process tests (tests/test_slurm.py, the two
+"nodes" of tests/test_scaling.py): from a full checkpoint of the run, each step takes every rank's batch with that
+rank's own draws (label dropout, t, noise: the rank's generator state, one row of the checkpoint's rng_states),
+backpropagates the mean of the ranks' losses (what DDP's all-reduce averages), clips the gradient as the trainer
+does, and takes one AdamW step. Training code is the project's (DiffusionModule.training_step, ResumableShuffle);
+only the distribution is taken out. The runs it replays have no EMA (callbacks.ema=null), so that a checkpoint's
+state_dict holds the trained weights, and validate only at their end: the replay runs none."""
+
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ddpm.data.mnist import ResumableShuffle
+
+# Options that make a run replayable: no EMA, one validation, at the end.
+REPLAYABLE = ["callbacks.ema=null", "trainer.num_sanity_val_steps=0"]
+
+
+def rank_batches(data, rank: int, world: int, step: int):
+    """Rank `rank`'s training batches from optimizer step `step` on, as the data module's loader yields them."""
+    per_epoch = len(data.train_set) // world // data.batch_size
+    epoch, batch = divmod(step, per_epoch)
+    while True:
+        sampler = ResumableShuffle(len(data.train_set), data.seed, rank, world, start_epoch=epoch,
+                                   skip=batch * data.batch_size)
+        indices = list(sampler)
+        for i in range(0, len(indices) - data.batch_size + 1, data.batch_size):
+            yield data.train_set.__getitems__(indices[i : i + data.batch_size])
+        epoch, batch = epoch + 1, 0
+
+
+def replay(run_dir: Path, start: dict, world: int, steps: int) -> dict[str, torch.Tensor]:
+    """The weights after `steps` more optimizer steps from checkpoint `start` of the run in `run_dir`, trained by
+    one process on the global batches of its `world` ranks."""
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    module = instantiate(cfg.module, _recursive_=False)
+    module.load_state_dict(start["state_dict"])
+    optimization = module.configure_optimizers()
+    optimizer, scheduler = optimization["optimizer"], optimization["lr_scheduler"]["scheduler"]
+    optimizer.load_state_dict(start["optimizer_states"][0])
+    scheduler.load_state_dict(start["lr_schedulers"][0])
+    data = instantiate(cfg.data)
+    data.setup("fit")
+    cpu = start["rng_states"]["cpu"]
+    states = [cpu[r].clone() for r in range(world)] if cpu.ndim == 2 else [cpu.clone()]
+    assert len(states) == world, f"the checkpoint holds {len(states)} generator state(s) for {world} rank(s)"
+    streams = [rank_batches(data, r, world, start["global_step"]) for r in range(world)]
+    clip = cfg.trainer.gradient_clip_val
+    module.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        for rank in range(world):
+            torch.set_rng_state(states[rank])
+            loss = module.training_step(next(streams[rank]), 0)
+            (loss / world).backward()
+            states[rank] = torch.get_rng_state()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(module.net.parameters(), clip)
+        optimizer.step()
+        scheduler.step()
+    return {k: v.detach() for k, v in module.state_dict().items()}
+
+
+def largest_difference(weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> float:
+    assert weights.keys() == expected.keys()
+    return max(float((weights[k].double() - expected[k].double()).abs().max()) for k in expected)
