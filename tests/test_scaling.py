@@ -1,16 +1,26 @@
 """README "Scaling out" as a user runs it: local parallel jobs (submitit), an Optuna search that continues its SQLite
-study (tests/test_search.py tests the sweeper's failures and shared studies), DDP inside a sweep (ddp_spawn), and the
--m refusals, which must leave nothing behind."""
+study (tests/test_search.py tests the sweeper's failures and shared studies), DDP inside a sweep (ddp_spawn), two
+"nodes" on this machine, a sweep on a local Ray cluster, the -m refusals, which must leave nothing behind, and every
+command of docs/scaling.md composed. The SLURM cluster: tests/test_slurm.py."""
 
+import importlib.util
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
-from conftest import FAST, run_script
+from conftest import FAST, ROOT, TINY, compose_train, run_script
+from ddp_replay import DDP_ATOL, REPLAYABLE, largest_difference, replay
 from omegaconf import OmegaConf
 
 from ddpm.cli.app import check_group_choices
+from ddpm.commands.train import train
 from ddpm.errors import ConfigError
 
 
@@ -135,3 +145,91 @@ def test_a_missing_plugin_names_its_extra(monkeypatch):
     with pytest.raises(ConfigError, match=r"hydra/launcher=submitit_local needs a Hydra plugin: pip install -e "
                                           r"'\.\[slurm\]'"):
         check_group_choices(["hydra/launcher=submitit_local"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_this_machine_equal_one_process_on_the_global_batch(tmp_path, real_mnist):
+    """Two "nodes" of one process each, started as on two machines (torchrun --nnodes 2, one per node, gloo over
+    localhost), each with a run folder of its own: rank 0 alone writes, and the weights are those of one process
+    that trains on both nodes' batches (tests/ddp_replay.py)."""
+    port = free_port()
+    args = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=2", "debug=tiny",
+            "trainer.max_steps=8", "trainer.val_check_interval=8", *REPLAYABLE, f"data.root={real_mnist}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                               f"--node-rank={rank}", "--master-addr=127.0.0.1", f"--master-port={port}",
+                               str(ROOT / "train.py"), *args, f"hydra.run.dir={tmp_path / f'node{rank}'}"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in (0, 1)]
+    logs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in logs[1]
+    first, second = tmp_path / "node0", tmp_path / "node1"
+    assert (first / "grids" / "step_000008.png").is_file() and list((first / "tensorboard").iterdir())
+    # the second node's folder holds no checkpoint, grid, event file or config
+    assert not [p for p in second.rglob("*") if p.is_file() and p.suffix != ".log"]
+    start = torch.load(first / "checkpoints" / "milestone_step_000002.ckpt", weights_only=True)
+    end = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
+    assert end["global_step"] == 8 and end["rng_states"]["cpu"].shape[0] == 2
+    difference = largest_difference(end["state_dict"], replay(first, start, world=2, steps=6))
+    print(f"two nodes vs one process on the global batches, steps 2-8: largest difference {difference:.3g}")
+    assert difference < DDP_ATOL
+
+
+def test_the_replay_is_the_run_it_replays(tmp_path, shared_synthetic_mnist):
+    """The oracle of the multi-process tests, checked on one process: from step 2 of a run, the replay's 4 steps
+    give that run's weights at step 6, bit for bit."""
+    out = tmp_path / "run"
+    cfg = compose_train(out, [*TINY, "trainer.val_check_interval=6", *REPLAYABLE,
+                              f"data.root={shared_synthetic_mnist}", "data.check_md5=false"])
+    train(cfg)
+    start = torch.load(out / "checkpoints" / "milestone_step_000002.ckpt", weights_only=True)
+    end = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert largest_difference(end["state_dict"], replay(out, start, world=1, steps=4)) == 0
+    assert largest_difference(end["state_dict"], replay(out, start, world=1, steps=3)) > 1e-5
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A local Ray cluster as `ray start --head` starts one on a cluster's first machine; its address."""
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI installs the ray extra (.ci/run): ray is missing")
+        pytest.skip("ray is not installed: pip install -e '.[ray]'")
+    port = free_port()
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+                             f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "status", f"--address={address}"],
+                             capture_output=True).returncode != 0:
+            assert head.poll() is None and time.monotonic() < deadline, f"ray start failed: {head.stdout.read()}"
+            time.sleep(1)
+        yield address
+    finally:
+        head.terminate()  # --block: the head stops its processes when it stops
+        head.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_ray_cluster(tmp_path, real_mnist, ray_cluster):
+    sweep = tmp_path / "sweep"
+    proc = run_script("train.py", "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_cluster}",
+                      "schedule=linear,cosine", *FAST, f"data.root={real_mnist}", f"hydra.sweep.dir={sweep}")
+    log = proc.stdout + proc.stderr
+    port = ray_cluster.rsplit(":", 1)[1]
+    assert re.search(rf"2 job\(s\) on 2 CPU\(s\) of the cluster at [\d.]+:{port}", log), log[-3000:]
+    assert log.count("(_run_job pid=") > 0  # the jobs' output came back from Ray's workers
+    jobs = job_folders(sweep)
+    assert [("schedule-linear" in p.name, "schedule-cosine" in p.name) for p in jobs] == [(True, False), (False, True)]
+    for job in jobs:
+        assert torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
