@@ -106,13 +106,12 @@ def main(argv=None) -> int:
            f"device={device}", "train_repeats=5", "samplers={}", "data.root=null", f"hydra.run.dir={bench_dir}"):
         report["bench"] = json.loads((bench_dir / "bench.json").read_text())
     ckpt = train_dir / "checkpoints" / "last.ckpt"
-    sampled = [run(f"sample_{d}", "sample.py", f"ckpt={ckpt}", f"device={d}", *SAMPLE, f"hydra.run.dir={work / d}")
-               for d in (device, "cpu")] if ckpt.is_file() else []
-    if opts.smoke and sampled:  # one device: two samplings on the CPU, which must agree exactly
-        sampled.append(run("sample_cpu_again", "sample.py", f"ckpt={ckpt}", "device=cpu", *SAMPLE,
-                           f"hydra.run.dir={work / 'cpu_again'}"))
+    # the GPU's digits against the CPU's; --smoke, without a GPU: two samplings on the CPU, which must agree exactly
+    first = "cpu_first" if opts.smoke else "cuda"
+    sampled = [run(f"sample_{name}", "sample.py", f"ckpt={ckpt}", f"device={name.removesuffix('_first')}", *SAMPLE,
+                   f"hydra.run.dir={work / name}") for name in (first, "cpu")] if ckpt.is_file() else []
     if sampled and all(sampled):
-        report["same_seed"] = compare_samples(work / device if not opts.smoke else work / "cpu_again", work / "cpu")
+        report["same_seed"] = compare_samples(work / first, work / "cpu")
     report["steps"] = run.steps
     report["ok"] = all(s["ok"] for s in run.steps.values()) and report.get("same_seed", {}).get("ok", False)
     opts.out.parent.mkdir(parents=True, exist_ok=True)

@@ -147,4 +147,6 @@ def test_scaling_command_composes(args):
         launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
         if launcher["_target_"] == SLURM_LAUNCHER:
             check_slurm_tasks(cfg)
-            assert launcher["gpus_per_node"] == (cfg.trainer.devices if cfg.trainer.accelerator == "gpu" else 0)
+            devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1  # auto: SLURM's one
+            assert launcher["tasks_per_node"] == devices and launcher["nodes"] == cfg.trainer.num_nodes
+            assert launcher["gpus_per_node"] == (devices if cfg.trainer.accelerator == "gpu" else 0)
