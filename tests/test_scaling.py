@@ -15,8 +15,9 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import FAST, ROOT, TINY, compose_train, run_script
+from conftest import CONF, FAST, ROOT, TINY, compose_train, run_script
 from ddp_replay import DDP_ATOL, REPLAYABLE, largest_difference, replay
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ddpm.cli.app import check_group_choices
@@ -233,3 +234,18 @@ def test_a_sweep_on_a_ray_cluster(tmp_path, real_mnist, ray_cluster):
     assert [("schedule-linear" in p.name, "schedule-cosine" in p.name) for p in jobs] == [(True, False), (False, True)]
     for job in jobs:
         assert torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+@pytest.mark.parametrize("trainer, shape", [
+    ([], (1, 1, 0)),  # accelerator auto: no GPU asked for; trainer=gpu asks
+    (["trainer=cpu"], (1, 1, 0)),
+    (["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"], (1, 2, 0)),
+    (["trainer=gpu"], (1, 1, 1)),  # devices auto: the GPU SLURM gives the job
+    (["trainer=gpu", "trainer.devices=4", "trainer.num_nodes=2"], (2, 4, 4)),
+    (["trainer=gpu", "trainer.devices=[0,1]"], (1, 2, 2)),
+])
+def test_the_slurm_job_takes_its_shape_from_the_trainer(trainer, shape):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=submitit_slurm", *trainer], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == shape
