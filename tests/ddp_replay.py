@@ -21,6 +21,8 @@ from ddpm.data.mnist import ResumableShuffle
 DDP_ATOL = 1e-6
 # Options that make a run replayable: no EMA, one validation, at the end.
 REPLAYABLE = ["callbacks.ema=null", "trainer.num_sanity_val_steps=0"]
+# The two-process runs the tests compare: 8 steps of the tiny model, replayed from its milestone at step 2.
+TWO_RANKS = ["debug=tiny", "trainer.max_steps=8", "trainer.val_check_interval=8", *REPLAYABLE]
 
 
 def rank_batches(data, rank: int, world: int, step: int):
@@ -73,3 +75,17 @@ def replay(run_dir: Path, start: dict, world: int, steps: int) -> dict[str, torc
 def largest_difference(weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> float:
     assert weights.keys() == expected.keys()
     return max(float((weights[k].double() - expected[k].double()).abs().max()) for k in expected)
+
+
+def check_two_ranks(run_dir: Path, what: str) -> float:
+    """A TWO_RANKS run against its replay: within DDP_ATOL, and far from one rank's batches alone (a run that
+    lost the other rank's gradient). Returns the largest difference."""
+    start = torch.load(run_dir / "checkpoints" / "milestone_step_000002.ckpt", weights_only=True)
+    end = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert end["global_step"] == 8 and end["rng_states"]["cpu"].shape[0] == 2  # one generator state per rank
+    difference = largest_difference(end["state_dict"], replay(run_dir, start, world=2, steps=6))
+    print(f"{what} vs one process on the global batches, steps 2-8: largest difference {difference:.3g}")
+    assert difference < DDP_ATOL
+    one_rank = start | {"rng_states": {"cpu": start["rng_states"]["cpu"][:1]}}
+    assert largest_difference(end["state_dict"], replay(run_dir, one_rank, world=1, steps=6)) > 100 * DDP_ATOL
+    return difference

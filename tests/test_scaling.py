@@ -16,7 +16,7 @@ import optuna
 import pytest
 import torch
 from conftest import CONF, FAST, ROOT, TINY, compose_train, run_script
-from ddp_replay import DDP_ATOL, REPLAYABLE, largest_difference, replay
+from ddp_replay import REPLAYABLE, TWO_RANKS, check_two_ranks, largest_difference, replay
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -160,8 +160,8 @@ def test_two_nodes_on_this_machine_equal_one_process_on_the_global_batch(tmp_pat
     localhost), each with a run folder of its own: rank 0 alone writes, and the weights are those of one process
     that trains on both nodes' batches (tests/ddp_replay.py)."""
     port = free_port()
-    args = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=2", "debug=tiny",
-            "trainer.max_steps=8", "trainer.val_check_interval=8", *REPLAYABLE, f"data.root={real_mnist}"]
+    args = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=2", *TWO_RANKS,
+            f"data.root={real_mnist}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
                                f"--node-rank={rank}", "--master-addr=127.0.0.1", f"--master-port={port}",
@@ -175,12 +175,7 @@ def test_two_nodes_on_this_machine_equal_one_process_on_the_global_batch(tmp_pat
     assert (first / "grids" / "step_000008.png").is_file() and list((first / "tensorboard").iterdir())
     # the second node's folder holds no checkpoint, grid, event file or config
     assert not [p for p in second.rglob("*") if p.is_file() and p.suffix != ".log"]
-    start = torch.load(first / "checkpoints" / "milestone_step_000002.ckpt", weights_only=True)
-    end = torch.load(first / "checkpoints" / "last.ckpt", weights_only=True)
-    assert end["global_step"] == 8 and end["rng_states"]["cpu"].shape[0] == 2
-    difference = largest_difference(end["state_dict"], replay(first, start, world=2, steps=6))
-    print(f"two nodes vs one process on the global batches, steps 2-8: largest difference {difference:.3g}")
-    assert difference < DDP_ATOL
+    check_two_ranks(first, "two nodes")
 
 
 def test_the_replay_is_the_run_it_replays(tmp_path, shared_synthetic_mnist):

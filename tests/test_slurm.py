@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import FAST, ROOT, run_script
-from ddp_replay import DDP_ATOL, REPLAYABLE, largest_difference, replay
+from ddp_replay import TWO_RANKS, check_two_ranks, largest_difference
 
 pytestmark = pytest.mark.slow
 
@@ -67,23 +67,15 @@ def test_sweep_of_two_jobs_with_only_the_partition(slurm, tmp_path, real_mnist):
 
 def test_ddp_over_two_slurm_tasks_equals_one_process_on_the_global_batch(slurm, tmp_path, real_mnist):
     sweep = tmp_path / "ddp"
-    slurm_sweep(sweep, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "debug=tiny",
-                "trainer.max_steps=8", "trainer.val_check_interval=8", *REPLAYABLE, f"data.root={real_mnist}")
+    slurm_sweep(sweep, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *TWO_RANKS,
+                f"data.root={real_mnist}")
     script = next((sweep / ".submitit").rglob("*_submission.sh")).read_text()
     assert "--ntasks-per-node=2" in script and "--gpus-per-node=0" in script
     logs = job_logs(sweep)
     # the ranks are SLURM's tasks: Lightning's SLURM environment, one process per task
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in logs and "GLOBAL_RANK: 1, MEMBER: 2/2" in logs
     [job] = job_folders(sweep)
-    start = torch.load(job / "checkpoints" / "milestone_step_000002.ckpt", weights_only=True)
-    end = torch.load(job / "checkpoints" / "last.ckpt", weights_only=True)
-    assert end["global_step"] == 8 and end["rng_states"]["cpu"].shape[0] == 2
-    difference = largest_difference(end["state_dict"], replay(job, start, world=2, steps=6))
-    print(f"SLURM DDP (2 tasks) vs one process on the global batches, steps 2-8: largest difference {difference:.3g}")
-    assert difference < DDP_ATOL
-    # and not the run of one process on half the data: the second rank's batches counted
-    assert largest_difference(end["state_dict"], replay(job, start | {"rng_states": {
-        "cpu": start["rng_states"]["cpu"][:1]}}, world=1, steps=6)) > 100 * DDP_ATOL
+    check_two_ranks(job, "SLURM DDP (2 tasks)")
 
 
 def squeue(*fields: str) -> list[list[str]]:
