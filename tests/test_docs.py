@@ -274,3 +274,53 @@ def test_the_readmes_settings_and_versions_are_those_of_conf_and_the_constraints
     assert f"# {quick.trainer.max_steps:,} steps" in text
     assert f"`module.cond_drop_prob` ({default.module.cond_drop_prob})" in text
     assert f"`schedule.timesteps` ({default.schedule.timesteps})" in text
+
+
+def scaling_commands() -> list[list[str]]:
+    """The arguments of every train.py command in docs/scaling.md's code blocks (continued lines joined; run
+    through torchrun too), without -m."""
+    text = (ROOT / "docs" / "scaling.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if "train.py" in words:
+                commands.append([w for w in words[words.index("train.py") + 1 :] if w not in ("-m", "--multirun")])
+    return commands
+
+
+def sweep_jobs(args: list[str]) -> list[list[str]]:
+    """A sweep's first job and, for each swept value, the job that differs from it in that value alone."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ddpm.cli.sweep import values
+
+    options = [values(o) for o in OverridesParser.create().parse_overrides(args)]
+    first = [v[0] for v in options]
+    return [first] + [first[:i] + [v] + first[i + 1 :] for i, vs in enumerate(options) for v in vs[1:]]
+
+
+def test_scaling_page_has_its_commands():
+    commands = [" ".join(c) for c in scaling_commands()]
+    assert len(commands) >= 10
+    for needed in ("hydra/launcher=submitit_slurm", "trainer.num_nodes=2", "hydra/launcher=ray", "trainer=ddp_spawn",
+                   "hparams_search=optuna"):
+        assert any(needed in c for c in commands), needed
+
+
+@pytest.mark.parametrize("args", scaling_commands(), ids=" ".join)
+def test_scaling_command_composes(args):
+    """Every job of the command composes, its launcher's settings resolve (the SLURM job's shape from the trainer),
+    and a SLURM job's tasks match the trainer's devices, as ddpm.cli.sweep checks before submitting."""
+    import ddpm.cli.resolvers  # noqa: F401
+    from ddpm.cli.sweep import SLURM_LAUNCHER, check_slurm_tasks
+
+    for job in sweep_jobs(args):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=job, return_hydra_config=True)
+        launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+        if launcher["_target_"] == SLURM_LAUNCHER:
+            check_slurm_tasks(cfg)
+            devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1  # auto: SLURM's one
+            assert launcher["tasks_per_node"] == devices and launcher["nodes"] == cfg.trainer.num_nodes
+            assert launcher["gpus_per_node"] == (devices if cfg.trainer.accelerator == "gpu" else 0)

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from ddpm.cli.runtime import CONF, check_writable, exit_on_user_error, lightning_messages_to_stdout
 from ddpm.errors import ConfigError
 from hydra_plugins.ddpm_optuna_sweeper import OptunaSweeper
+from hydra_plugins.ddpm_ray_launcher import RayLauncher
 
 
 def _overrides(args: list[str]):
@@ -42,7 +43,7 @@ HYDRA_BUILTIN = {"hydra/launcher": ["basic"], "hydra/sweeper": ["basic"]}
 PLUGINS = {
     "hydra/launcher=submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
     "hydra/launcher=submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
-    "hydra/launcher=ray": ("hydra_plugins.hydra_ray_launcher", "ray"),
+    "hydra/launcher=ray": ("ray", "ray"),
     "hparams_search=optuna": ("optuna", "optuna"),
     "hydra/sweeper=optuna": ("optuna", "optuna"),
 }
@@ -129,8 +130,9 @@ def run_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:
     import ddpm.cli.resolvers  # noqa: F401  (the configs use its resolvers)
 
     # Hydra finds plugins by listing the folders of the hydra_plugins package, which misses the one of an editable
-    # install (a setuptools import hook): the project's sweeper is registered by name.
+    # install (a setuptools import hook): the project's sweeper and Ray launcher are registered by name.
     Plugins.instance().register(OptunaSweeper)
+    Plugins.instance().register(RayLauncher)
 
     sys.argv = exit_on_user_error(prepare_argv)(sys.argv)
     lightning_messages_to_stdout()

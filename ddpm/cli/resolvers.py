@@ -2,7 +2,7 @@
 
 import re
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 
 def folder_name(overrides: str, length: int) -> str:
@@ -14,3 +14,22 @@ def folder_name(overrides: str, length: int) -> str:
 
 
 OmegaConf.register_new_resolver("folder_name", folder_name, replace=True)
+
+
+def slurm_tasks(devices) -> int:
+    """SLURM tasks per node for `trainer.devices`: Lightning's SLURM environment makes each task one DDP rank. `auto`
+    (or -1) is the one device SLURM's allocation shows the job."""
+    if isinstance(devices, ListConfig | list | tuple):  # device indices: [0, 1]
+        return len(devices)
+    return int(devices) if str(devices).isdigit() and int(devices) > 0 else 1
+
+
+def slurm_gpus(accelerator, tasks) -> int:
+    """GPUs per node to ask SLURM for: one per task for a GPU trainer (trainer=gpu), none otherwise, so that a CPU
+    trainer runs on a cluster without GPUs (sbatch refuses a GPU request there). `auto` asks for none: on a
+    cluster, where the login node cannot see the compute nodes' GPUs, trainer=gpu asks for them."""
+    return int(tasks) if str(accelerator) in ("gpu", "cuda") else 0
+
+
+OmegaConf.register_new_resolver("slurm_tasks", slurm_tasks, replace=True)
+OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)

@@ -6,10 +6,13 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -45,6 +48,36 @@ def check_writable(folder: str | Path) -> None:
             f"output folder {folder} cannot be written: {existing} is not a writable folder; "
             f"choose another with hydra.run.dir=... (hydra.sweep.dir=... with -m) or paths.log_dir=..."
         )
+
+
+def in_slurm_job() -> bool:
+    """A task of a SLURM batch job (sbatch, submitit), by Lightning's rule: an interactive allocation (`srun --pty
+    bash`, job name bash or interactive) is left to the other environments."""
+    return "SLURM_NTASKS" in os.environ and SLURMEnvironment.job_name() not in ("bash", "interactive")
+
+
+def cluster_plugins() -> list:
+    """The cluster environment for train's Trainer, as entries of its `plugins`. In a SLURM job: SLURM's (the ranks
+    are the job's tasks), without Lightning's auto-requeue, whose SIGUSR1 handler saves a checkpoint wherever the
+    signal lands, in the middle of a step too; a requeued job resumes from the checkpoint StopCheckpoint saved
+    between two steps instead (requeued_checkpoint). Elsewhere none: Lightning finds torchrun's environment or
+    its own. Lightning's SLURM detection, which also runs at every fit that starts without a checkpoint, warns on
+    any machine with `srun` that it is not used: outside a job that is intended, so that one warning is ignored."""
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used",
+                            category=PossibleUserWarning)
+    return [SLURMEnvironment(auto_requeue=False)] if in_slurm_job() else []
+
+
+def requeued_checkpoint(run_dir: str | Path) -> Path | None:
+    """The run's own last.ckpt when this is a SLURM job that was requeued (preempted, `scontrol requeue`, or
+    submitit's requeue at the time limit): the job starts again with the same config and folder, and continues."""
+    path = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if in_slurm_job() and int(os.environ.get("SLURM_RESTART_COUNT", 0)) > 0 and path.is_file():
+        logging.getLogger(__name__).info(
+            f"SLURM job {os.environ.get('SLURM_JOB_ID')} restarted {os.environ['SLURM_RESTART_COUNT']} time(s): "
+            f"resuming from {path}")
+        return path
+    return None
 
 
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")

@@ -30,7 +30,7 @@ LOCAL_LAUNCHERS = {
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
     "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
 }
-RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+RAY_LAUNCHER = "hydra_plugins.ddpm_ray_launcher.RayLauncher"
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 
 
@@ -70,7 +70,8 @@ def check_slurm_tasks(job_config: DictConfig) -> None:
         raise ConfigError(
             f"trainer.devices={devices} trainer.num_nodes={nodes} do not match hydra.launcher.tasks_per_node="
             f"{launcher.tasks_per_node} hydra.launcher.nodes={launcher.nodes}: Lightning takes one rank per SLURM "
-            f"task; set hydra.launcher.gpus_per_node={devices} hydra.launcher.nodes={nodes}"
+            f"task; leave both to follow the trainer (conf/hydra/launcher/submitit_slurm.yaml), or set "
+            f"hydra.launcher.tasks_per_node={devices} hydra.launcher.nodes={nodes}"
         )
 
 

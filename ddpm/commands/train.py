@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_train_options, refused_by_lightning
-from ddpm.cli.runtime import check_writable, save_run_config
+from ddpm.cli.runtime import check_writable, cluster_plugins, requeued_checkpoint, save_run_config
 from ddpm.errors import CheckpointError, ConfigError, NonFiniteError
 from ddpm.evaluation.callbacks import SampleMetrics
 from ddpm.training.callbacks import HparamsSummary, StopCheckpoint
@@ -57,9 +57,11 @@ def check_optimized_metric(cfg: DictConfig) -> None:
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint to continue from: `resume=RUN` means RUN/checkpoints/last.ckpt; `ckpt_path` any checkpoint."""
+    """The checkpoint to continue from: `resume=RUN` means RUN/checkpoints/last.ckpt; `ckpt_path` any checkpoint; a
+    requeued SLURM job its own last.ckpt."""
     if not cfg.get("resume"):
-        return cfg.get("ckpt_path")
+        requeued = requeued_checkpoint(cfg.paths.output_dir)
+        return cfg.get("ckpt_path") or (str(requeued) if requeued else None)
     path = Path(cfg.resume).expanduser() / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise CheckpointError(
@@ -125,7 +127,8 @@ def build(cfg: DictConfig, multirun: bool):
         log.info(f"trainer.precision=auto: {value}, {why} (set trainer.precision=32-true or bf16-mixed to choose)")
         precision = {"precision": value}
     with refused_by_lightning("trainer"):
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **precision)
+        plugins = [*instantiate(cfg.trainer.get("plugins") or []), *cluster_plugins()]
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=plugins, **precision)
     check_multirun_ddp(cfg, trainer, multirun)
     if ckpt_path:
         check_unfinished(cfg, check_resumable(ckpt_path, module, trainer), ckpt_path, trainer)
