@@ -149,6 +149,24 @@ def test_train_unknown_group_option_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("script, args, message", [
+    ("train.py", ["sed=1"], "error: train has no setting 'sed'; did you mean 'seed'?"),
+    ("train.py", ["trainer.max_step=2"], "error: train has no setting 'trainer.max_step'; did you mean "
+                                         "'trainer.max_steps' or 'trainer.max_epochs'?"),
+    ("train.py", ["callbacks.ema.decy=0.9"], "error: train has no setting 'callbacks.ema.decy'; did you mean "
+                                             "'callbacks.ema.decay'?"),
+    ("sample.py", ["ckpt=x.ckpt", "guidence=1"], "error: sample has no setting 'guidence'; did you mean 'guidance'?"),
+    ("sample.py", ["ckpt=x.ckpt", "sampler.stepz=5"],
+     "error: sample has no setting 'sampler.stepz'; did you mean 'sampler.steps'?"),
+    ("sample.py", ["ckpt=x.ckpt", "sampelr.steps=5"],
+     "error: sample has no setting 'sampelr.steps'; did you mean 'sampler.steps'?"),
+])
+def test_a_mistyped_key_at_any_depth_is_one_line_and_writes_nothing(tmp_path, script, args, message):
+    proc = run_script(script, *args, f"hydra.run.dir={tmp_path / 'out'}", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message], proc.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_bad_checkpoint_is_one_line_before_any_download(tmp_path):
     """Lightning's device lines, printed while the trainer is built, go to stdout; stderr holds the error alone."""
     empty = tmp_path / "data"

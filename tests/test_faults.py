@@ -11,6 +11,7 @@ import torch
 from conftest import TINY, compose_train, make_synthetic_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ddpm.cli.app import prepare_argv
 from ddpm.cli.runtime import user_error
 from ddpm.commands.train import train
 from ddpm.errors import CheckpointError, ConfigError, MNISTFileError, NonFiniteError
@@ -215,3 +216,49 @@ def test_bad_config_is_refused_before_anything_is_written(data, tmp_path, overri
     cause = user_error(raised.value)
     assert isinstance(cause, error) and message in str(cause)
     assert not (tmp_path / "run").exists()
+
+
+# A mistyped key: one line naming the command, the key and the closest settings, before Hydra composes anything.
+MISTYPED = [
+    ("sample", ["ckpt=x.ckpt", "guidence=1"], "sample has no setting 'guidence'; did you mean 'guidance'?"),
+    ("sample", ["nn=5"], "sample has no setting 'nn'; did you mean 'n'?"),
+    ("sample", ["sampler.stepz=5"], "sample has no setting 'sampler.stepz'; did you mean 'sampler.steps'?"),
+    ("train", ["modul.lr=1"], "train has no setting 'modul.lr'; did you mean 'module.lr'?"),
+    ("train", ["trainer.max_step=2"],
+     "train has no setting 'trainer.max_step'; did you mean 'trainer.max_steps' or 'trainer.max_epochs'?"),
+    ("train", ["schedule=cosine", "schedule.ss=2"], "train has no setting 'schedule.ss'; did you mean 'schedule.s'?"),
+    ("train", ["schedule.tua=2"], "train has no setting 'schedule.tua'; schedule has _target_, timesteps, beta_start, "
+                                  "beta_end (+schedule.tua=... adds a new one)"),
+    ("train", ["seed.x=1"], "train has no setting 'seed.x'; seed is a value, not a group of settings"),
+    ("compare", ["runs=x", "grid.stepz=1"], "compare has no setting 'grid.stepz'; did you mean 'grid.steps'?"),
+    ("evaluate", ["ckpt=x", "classifer=y"], "evaluate has no setting 'classifer'; did you mean 'classifier'"),
+]
+
+
+@pytest.mark.parametrize("command, args, message", MISTYPED)
+def test_a_mistyped_key_is_one_line_naming_the_closest_settings(command, args, message):
+    with pytest.raises(ConfigError) as refused:
+        prepare_argv([f"{command}.py", *args], command)
+    assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize("args", [
+    ["+zzz=1"],  # a key that is really new
+    ["++module.lr=1"],
+    ["hydra.run.dir=/tmp/x", "hydra.job.chdir=false", "hydra.verbose=true"],  # Hydra's own settings
+    ["debug=tiny", "callbacks.sample_grid.guidance=1"],  # a key that a group option brings
+    ["-m", "schedule=linear,cosine", "schedule.s=0.01"],  # a key of one option of a swept group
+    ["module.net.channels=8"],  # through an interpolation (module.net is ${model})
+    ["experiment=quickstart", "trainer.max_steps=1", "module.lr=1e-3,1e-4"],
+    ["trainer.devices=[0]"],
+])
+def test_keys_that_exist_or_are_added_pass(args):
+    assert prepare_argv(["train.py", *args], "train")[1:] == [a for a in ["-m"] if a in args] + [
+        a for a in args if a != "-m"]
+
+
+def test_a_value_hydra_cannot_read_is_one_line_with_the_quoted_form():
+    with pytest.raises(ConfigError, match=r"^resume=/tmp/rün x is not a key=value that Hydra can read: quote a value "
+                                          r"that holds spaces, non-ASCII letters or special characters, e\.g\. "
+                                          r"'resume=\"/tmp/rün x\"'$"):
+        prepare_argv(["train.py", "resume=/tmp/rün x"])
