@@ -1,20 +1,28 @@
 """Faults: resuming reproduces the uninterrupted run, numerical blow-ups stop cleanly, checkpoints are written
 atomically and read without unpickling objects, and bad configs are refused before anything is written."""
 
+import errno
+import io
 import math
+import os
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import TINY, compose_train, make_synthetic_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_run_end import EIGHT, assert_bitwise_equal, weights
 
+import ddpm.files
 from ddpm.cli.app import prepare_argv
 from ddpm.cli.runtime import user_error
 from ddpm.commands.train import train
-from ddpm.errors import CheckpointError, ConfigError, MNISTFileError, NonFiniteError
+from ddpm.errors import CheckpointError, ConfigError, MNISTFileError, NonFiniteError, WriteError
+from ddpm.files import written
 from ddpm.training.checkpoint import load_checkpoint
 
 STEPS = 20
@@ -262,3 +270,56 @@ def test_a_value_hydra_cannot_read_is_one_line_with_the_quoted_form():
                                           r"that holds spaces, non-ASCII letters or special characters, e\.g\. "
                                           r"'resume=\"/tmp/rün x\"'$"):
         prepare_argv(["train.py", "resume=/tmp/rün x"])
+
+
+def failing_writes(monkeypatch, name_prefix: str, error: int = errno.ENOSPC) -> None:
+    """A disk that fills up: every write through ddpm.files to a file whose name starts with `name_prefix` puts
+    half its bytes down, then fails as the filesystem would."""
+    class Full(io.FileIO):
+        def write(self, data):
+            if Path(self.name).name.startswith(name_prefix):
+                super().write(bytes(memoryview(data)[: len(data) // 2]))
+                raise OSError(error, os.strerror(error))
+            return super().write(data)
+
+    monkeypatch.setattr(ddpm.files, "open", lambda path, mode, **kw: Full(path, mode.replace("b", "")),
+                        raising=False)
+
+
+@pytest.fixture(scope="module")
+def eight_steps(data, tmp_path_factory) -> dict:
+    """The weights of 8 steps without a stop, what every resumed run below must end with."""
+    run = tmp_path_factory.mktemp("eight") / "run"
+    train(compose_train(run, [*EIGHT, f"data.root={data}"]))
+    return weights(run / "checkpoints" / "last.ckpt")
+
+
+def test_a_full_disk_stops_training_in_one_line_and_resume_ends_bitwise(data, eight_steps, tmp_path, monkeypatch):
+    """The milestone checkpoint at step 6 of 8 does not fit: the run stops naming it, the cause and resume=; the
+    last.ckpt of step 4 is whole, no .partial is left, and the resumed run ends as the uninterrupted one, bitwise."""
+    run, eight = tmp_path / "run", [*EIGHT, f"data.root={data}"]
+    failing_writes(monkeypatch, "milestone_step_000006")
+    with pytest.raises(WriteError) as stopped:
+        train(compose_train(run, eight))
+    milestone, last = run / "checkpoints" / "milestone_step_000006.ckpt", run / "checkpoints" / "last.ckpt"
+    assert str(stopped.value) == (f"cannot write {milestone}: no space left on the device (ENOSPC): training stopped "
+                                  f"at step 6; {last} (step 4) is whole: make room, then resume with resume={run}")
+    assert not milestone.exists() and not list(run.rglob("*.partial"))
+    assert load_checkpoint(last)["global_step"] == 4
+    monkeypatch.undo()
+    train(compose_train(run, [*eight, f"resume={run}"]))
+    assert_bitwise_equal(weights(last), eight_steps)
+
+
+@pytest.mark.parametrize("error, cause", [(errno.ENOSPC, "no space left on the device (ENOSPC)"),
+                                          (errno.EDQUOT, "the disk quota is exceeded (EDQUOT)"),
+                                          (errno.EIO, "an input/output error of the device (EIO)")])
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_partial(tmp_path, monkeypatch, error, cause):
+    path = tmp_path / "samples.pt"
+    with written(path) as f:
+        f.write(b"old")
+    failing_writes(monkeypatch, "samples.pt", error)
+    with pytest.raises(WriteError, match=rf"^cannot write {path}: {re.escape(cause)}$"):
+        with written(path) as f:
+            f.write(b"new content")
+    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["samples.pt"]

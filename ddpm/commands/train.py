@@ -13,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_train_options, refused_by_lightning
 from ddpm.cli.runtime import check_writable, save_run_config
-from ddpm.errors import CheckpointError, ConfigError, NonFiniteError
+from ddpm.errors import CheckpointError, ConfigError, NonFiniteError, WriteError
+from ddpm.files import write_fault
 from ddpm.training.callbacks import HparamsSummary, StopCheckpoint
 from ddpm.training.checkpoint import check_resumable, load_checkpoint
 
@@ -93,14 +94,31 @@ def run_hparams(cfg: DictConfig) -> dict:
     return params
 
 
+def last_checkpoint(trainer: L.Trainer) -> tuple[Path, int] | None:
+    """The run's checkpoint of the latest step, and its step: by the step it holds, not by the file's time, which a
+    clock set back would reorder. Every one was written whole (AtomicCheckpointIO)."""
+    saved = {p for c in trainer.checkpoint_callbacks for p in Path(c.dirpath).glob("*.ckpt")}
+    steps = {p: load_checkpoint(p)["global_step"] for p in saved}
+    if not steps:
+        return None
+    last = max(steps, key=lambda p: (steps[p], p.name == "last.ckpt"))
+    return last, steps[last]
+
+
 def last_good_checkpoint(trainer: L.Trainer) -> str:
     """Every checkpoint was written before the step that failed (whose update was never applied)."""
-    saved = [p for c in trainer.checkpoint_callbacks for p in Path(c.dirpath).glob("*.ckpt")]
-    if not saved:
+    last = last_checkpoint(trainer)
+    if last is None:
         return "no checkpoint had been written yet: lower module.lr or trainer.gradient_clip_val and start again"
-    last = max(saved, key=lambda p: p.stat().st_mtime)
-    step = load_checkpoint(last)["global_step"]
-    return f"{last} (step {step}) is kept: resume from it with a lower module.lr or trainer.gradient_clip_val"
+    return f"{last[0]} (step {last[1]}) is kept: resume from it with a lower module.lr or trainer.gradient_clip_val"
+
+
+def stopped_by_the_disk(fault: WriteError, trainer: L.Trainer, run: str) -> WriteError:
+    """A write that failed during training (a checkpoint, an event file, a grid), and where resume= goes on from."""
+    last = Path(run) / "checkpoints" / "last.ckpt"
+    kept = (f"{last} (step {load_checkpoint(last)['global_step']}) is whole: make room, then resume with resume={run}"
+            if last.is_file() else "it had saved no checkpoints/last.ckpt yet: make room, then start it again")
+    return WriteError(f"{fault}: training stopped at step {trainer.global_step}; {kept}")
 
 
 def build(cfg: DictConfig, multirun: bool):
@@ -151,6 +169,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except NonFiniteError as e:
         raise NonFiniteError(f"{e}; {last_good_checkpoint(trainer)}") from None
+    except (WriteError, OSError) as e:
+        fault = write_fault(e)
+        if fault is None:
+            raise
+        raise stopped_by_the_disk(fault, trainer, cfg.paths.output_dir) from None
     for callback in trainer.callbacks:
         if isinstance(callback, StopCheckpoint):
             callback.stop_if_signalled(trainer)

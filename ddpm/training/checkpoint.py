@@ -1,6 +1,6 @@
 """Writing checkpoints atomically, and reading them back without unpickling arbitrary objects."""
 
-import os
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ddpm.errors import CheckpointError
+from ddpm.files import written
 from ddpm.training.module import DiffusionModule
 
 # Checkpoints name the classes of their network and schedule; those written before the subpackages name the
@@ -98,21 +99,17 @@ def check_resumable(path: str | Path, module: DiffusionModule, trainer: L.Traine
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file beside it and renames it into place, so that a process killed
-    during a save leaves the previous checkpoint whole (TorchCheckpointIO writes into the file itself)."""
+    """Writes a checkpoint to a temporary file beside it and renames it into place (ddpm.files.written), so that a
+    process killed during a save, or a disk that fills up, leaves the previous checkpoint whole and no temporary file
+    (TorchCheckpointIO writes into the file itself)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        try:
-            with open(partial, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        # Serialised in memory first: torch.save reports a failed write as a RuntimeError of its zip writer, without
+        # the errno that tells a full disk from a bug.
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        with written(path) as f:
+            f.write(buffer.getbuffer())
 
 
 def load_module(path: str | Path, ema: bool = True) -> DiffusionModule:
