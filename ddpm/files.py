@@ -2,9 +2,12 @@
 
 import contextlib
 import errno
+import io
 import os
 from pathlib import Path
 from typing import IO, Iterator
+
+import torch
 
 from ddpm.errors import WriteError
 
@@ -55,3 +58,19 @@ def written(path: str | Path, text: bool = False) -> Iterator[IO]:
         raise fault from None
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with written(path, text=True) as f:
+        f.write(text)
+    return Path(path)
+
+
+def save_tensors(obj, path: str | Path) -> Path:
+    """torch.save through `written`, serialised in memory first: torch.save reports a failed write as a RuntimeError
+    of its zip writer, without the errno that tells a full disk from a bug."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with written(path) as f:
+        f.write(buffer.getbuffer())
+    return Path(path)

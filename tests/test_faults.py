@@ -1,8 +1,8 @@
 """Faults: resuming reproduces the uninterrupted run, numerical blow-ups stop cleanly, checkpoints are written
 atomically and read without unpickling objects, and bad configs are refused before anything is written."""
 
+import contextlib
 import errno
-import io
 import math
 import os
 import re
@@ -13,15 +13,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_train, make_synthetic_mnist
+from conftest import TINY, compose_train, make_synthetic_mnist, run_script
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_run_end import EIGHT, assert_bitwise_equal, weights
 
 import ddpm.files
 from ddpm.cli.app import prepare_argv
 from ddpm.cli.runtime import user_error
+from ddpm.commands.sample import sample
 from ddpm.commands.train import train
 from ddpm.errors import CheckpointError, ConfigError, MNISTFileError, NonFiniteError, WriteError
+from ddpm.evaluation.cache import ScoreCache
+from ddpm.evaluation.results import RESULT_COLUMNS, write_csv
 from ddpm.files import written
 from ddpm.training.checkpoint import load_checkpoint
 
@@ -275,15 +279,28 @@ def test_a_value_hydra_cannot_read_is_one_line_with_the_quoted_form():
 def failing_writes(monkeypatch, name_prefix: str, error: int = errno.ENOSPC) -> None:
     """A disk that fills up: every write through ddpm.files to a file whose name starts with `name_prefix` puts
     half its bytes down, then fails as the filesystem would."""
-    class Full(io.FileIO):
-        def write(self, data):
-            if Path(self.name).name.startswith(name_prefix):
-                super().write(bytes(memoryview(data)[: len(data) // 2]))
-                raise OSError(error, os.strerror(error))
-            return super().write(data)
+    class Full:
+        def __init__(self, file):
+            self.file = file
 
-    monkeypatch.setattr(ddpm.files, "open", lambda path, mode, **kw: Full(path, mode.replace("b", "")),
-                        raising=False)
+        def write(self, data):
+            self.file.write(data[: len(data) // 2])
+            raise OSError(error, os.strerror(error))
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    def full_open(path, *args, **kwargs):
+        file = open(path, *args, **kwargs)
+        return Full(file) if Path(path).name.startswith(name_prefix) else file
+
+    monkeypatch.setattr(ddpm.files, "open", full_open, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -323,3 +340,66 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_partial(tmp_path, monke
         with written(path) as f:
             f.write(b"new content")
     assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["samples.pt"]
+
+
+def test_sample_on_a_full_disk_is_one_line_and_keeps_the_earlier_samples(uninterrupted, tmp_path, monkeypatch):
+    out, ckpt = tmp_path / "out", uninterrupted / "checkpoints" / "last.ckpt"
+    args = [f"ckpt={ckpt}", "n=4", "sampler=ddim", "steps=2"]
+    sample(compose_train(out, args, config_name="sample"))
+    before = torch.load(out / "samples.pt", weights_only=True)
+    failing_writes(monkeypatch, "samples.pt")
+    with pytest.raises(WriteError, match=rf"^cannot write {out / 'samples.pt'}: no space left on the device"):
+        sample(compose_train(out, [*args, "seed=1"], config_name="sample"))
+    after = torch.load(out / "samples.pt", weights_only=True)
+    assert torch.equal(after["images"], before["images"]) and not list(out.rglob("*.partial"))
+
+
+def test_compare_tables_and_cache_on_a_full_disk_keep_their_earlier_content(tmp_path, monkeypatch):
+    rows = [{"run": "a", "fid": 1.0}]
+    write_csv(tmp_path / "results.csv", rows, RESULT_COLUMNS)
+    cfg = OmegaConf.create({"classifier": None, "n": 10, "seed": 0, "batch_size": 5})
+    cache = ScoreCache(tmp_path, cfg)
+    cache.put(tmp_path / "last.ckpt", "point", {"fid": 1.0})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    failing_writes(monkeypatch, "")
+    with pytest.raises(WriteError, match="results.csv: no space left"):
+        write_csv(tmp_path / "results.csv", rows * 2, RESULT_COLUMNS)
+    with pytest.raises(WriteError, match="scores.json: no space left"):
+        cache.put(tmp_path / "last.ckpt", "another point", {"fid": 2.0})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@contextlib.contextmanager
+def small_filesystem(folder: Path, size: int):
+    """A tmpfs of `size` bytes at `folder`; the test is skipped where it may not mount one."""
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (the fast tier injects the same fault)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.slow
+def test_a_run_on_a_filesystem_that_fills_up_stops_in_one_line_and_resumes_bitwise(data, tmp_path):
+    """The run's folder on a tmpfs with room for the checkpoints of step 4 and half of one more: train.py stops at
+    the next checkpoint with one error line and exit status 2; the filesystem grown, resume= ends bitwise as a run
+    that never stopped."""
+    eight = [*EIGHT, f"data.root={data}"]
+    straight = tmp_path / "straight"
+    run_script("train.py", *eight, f"hydra.run.dir={straight}")
+    checkpoint = (straight / "checkpoints" / "last.ckpt").stat().st_size
+    with small_filesystem(tmp_path / "small", int(4.5 * checkpoint) + 256 * 1024) as small:
+        run, last = small / "run", small / "run" / "checkpoints" / "last.ckpt"
+        proc = run_script("train.py", *eight, f"hydra.run.dir={run}", check=False)
+        errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+        assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
+        assert re.fullmatch(rf"error: cannot write {run}/checkpoints/\S+\.ckpt: no space left on the device "
+                            rf"\(ENOSPC\): training stopped at step 6; {last} \(step 4\) is whole: make room, then "
+                            rf"resume with resume={run}", errors[0]) and proc.stderr.strip().endswith(errors[0])
+        assert load_checkpoint(last)["global_step"] == 4 and not list(run.rglob("*.partial"))
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small)], check=True)
+        run_script("train.py", f"resume={run}")
+        assert_bitwise_equal(weights(last), weights(straight / "checkpoints" / "last.ckpt"))

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from ddpm.errors import ConfigError, DDPMError, Stopped
+from ddpm.files import write_text
 
 PACKAGE = Path(__file__).resolve().parents[1]
 # A wheel carries the configs inside the package (pyproject.toml maps conf/ to ddpm/conf); a checkout keeps them in
@@ -76,10 +77,9 @@ def save_run_config(cfg: DictConfig) -> None:
     its first message) starts here too, with Lightning's messages, so that a refused call leaves no log behind."""
     log_lightning_into_run_log()
     folder = Path(cfg.paths.output_dir) / ".hydra"
-    folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, folder / "config.yaml")
-    if HydraConfig.initialized():
-        OmegaConf.save(HydraConfig.get().overrides.task, folder / "overrides.yaml")
+    write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():  # what resume= replays: never half of it
+        write_text(folder / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))
 
 
 # What a command needs that no default can give (`???` in its yaml), and an example of each.

@@ -1,7 +1,6 @@
 """The judge of sample quality: a small MNIST CNN. Its penultimate layer is the feature space of FID and KID; its
 predictions give the class accuracy of conditional samples. Trained by `python -m ddpm.metrics.classifier`."""
 
-import os
 from pathlib import Path
 
 import torch
@@ -10,6 +9,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ddpm.errors import ClassifierError
+from ddpm.files import save_tensors
 from ddpm.validation import integer, number, positive_int
 
 
@@ -50,12 +50,8 @@ class ClassifierFeatures(nn.Module):
 
 
 def save_classifier(classifier: MNISTClassifier, path: Path, test_accuracy: float) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"config": classifier.config, "state_dict": classifier.state_dict(), "test_accuracy": test_accuracy},
-               tmp)
-    os.replace(tmp, path)  # never leave a half-written judge behind
-    return path
+    return save_tensors({"config": classifier.config, "state_dict": classifier.state_dict(),
+                         "test_accuracy": test_accuracy}, path)
 
 
 def load_classifier(path: str | Path) -> MNISTClassifier:

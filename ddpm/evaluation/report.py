@@ -10,6 +10,7 @@ import torch
 from ddpm.data.images import grid
 from ddpm.evaluation import plots
 from ddpm.evaluation.runs import Run, read_scalars
+from ddpm.files import write_text
 from ddpm.sampling.generate import generate
 from ddpm.sampling.guidance import check_interval, show_interval
 from ddpm.sampling.samplers import Sampler
@@ -114,4 +115,4 @@ def write_report(cfg, runs: list[Run], summary: list[dict], figures: list[str], 
         "\n".join(lines),
         "Every single measurement: `results.csv`; the table above: `summary.csv`.",
     ]
-    (out / "report.md").write_text("\n\n".join(report) + "\n")
+    write_text(out / "report.md", "\n\n".join(report) + "\n")

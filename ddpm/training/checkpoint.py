@@ -1,6 +1,5 @@
 """Writing checkpoints atomically, and reading them back without unpickling arbitrary objects."""
 
-import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -10,7 +9,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ddpm.errors import CheckpointError
-from ddpm.files import written
+from ddpm.files import save_tensors
 from ddpm.training.module import DiffusionModule
 
 # Checkpoints name the classes of their network and schedule; those written before the subpackages name the
@@ -99,17 +98,12 @@ def check_resumable(path: str | Path, module: DiffusionModule, trainer: L.Traine
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file beside it and renames it into place (ddpm.files.written), so that a
+    """Writes a checkpoint to a temporary file beside it and renames it into place (ddpm.files), so that a
     process killed during a save, or a disk that fills up, leaves the previous checkpoint whole and no temporary file
     (TorchCheckpointIO writes into the file itself)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        # Serialised in memory first: torch.save reports a failed write as a RuntimeError of its zip writer, without
-        # the errno that tells a full disk from a bug.
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        with written(path) as f:
-            f.write(buffer.getbuffer())
+        save_tensors(checkpoint, path)
 
 
 def load_module(path: str | Path, ema: bool = True) -> DiffusionModule:
