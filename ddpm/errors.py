@@ -23,6 +23,10 @@ class MNISTFileError(DDPMError):
     """The MNIST files are missing, damaged, or not the official ones."""
 
 
+class FolderInUseError(DDPMError):
+    """A run folder that another process is training into."""
+
+
 class WriteError(DDPMError):
     """A file that could not be written: the disk is full, over its quota, read-only or failing."""
 

@@ -6,6 +6,7 @@ import errno
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,16 +15,25 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY, compose_train, make_synthetic_mnist, run_script
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_run_end import EIGHT, assert_bitwise_equal, weights
+from test_run_end import EIGHT, assert_bitwise_equal, files, weights
 
 import ddpm.files
-from ddpm.cli.app import prepare_argv
-from ddpm.cli.runtime import user_error
+from ddpm.cli.app import ExitWhenStopped, prepare_argv
+from ddpm.cli.runtime import exit_on_user_error, run_folder_lock, user_error
 from ddpm.commands.sample import sample
 from ddpm.commands.train import train
-from ddpm.errors import CheckpointError, ConfigError, MNISTFileError, NonFiniteError, WriteError
+from ddpm.errors import (
+    CheckpointError,
+    ConfigError,
+    FolderInUseError,
+    MNISTFileError,
+    NonFiniteError,
+    Stopped,
+    WriteError,
+)
 from ddpm.evaluation.cache import ScoreCache
 from ddpm.evaluation.results import RESULT_COLUMNS, write_csv
 from ddpm.files import written
@@ -403,3 +413,65 @@ def test_a_run_on_a_filesystem_that_fills_up_stops_in_one_line_and_resumes_bitwi
         subprocess.run(["mount", "-o", "remount,size=64m", str(small)], check=True)
         run_script("train.py", f"resume={run}")
         assert_bitwise_equal(weights(last), weights(straight / "checkpoints" / "last.ckpt"))
+
+
+def held_by_this_process(run: Path):
+    """The run folder's lock, held as a training that is still going holds it."""
+    return run_folder_lock(run, lambda holder: f"held by {holder}")
+
+
+def test_a_second_training_into_a_folder_in_use_is_refused_naming_the_process(data, tmp_path):
+    run = tmp_path / "run"
+    options = [*RUN, f"data.root={data}", "trainer.max_steps=2", "trainer.val_check_interval=2"]
+    train(compose_train(run, options))
+    before = files(run)
+    with held_by_this_process(run):
+        with pytest.raises(FolderInUseError) as refused:
+            train(compose_train(run, [*options, "seed=4"]))
+        assert str(refused.value) == (f"run folder {run} is in use by process {os.getpid()}, which trains into it: "
+                                      f"choose another with hydra.run.dir=...")
+        with pytest.raises(FolderInUseError) as refused:
+            train(compose_train(run, [*options, f"resume={run}", "trainer.max_steps=4"]))
+        assert str(refused.value) == (f"resume={run}: the run is still going in process {os.getpid()}: let it end, "
+                                      f"or stop it (a SIGTERM saves its step), then resume")
+        assert files(run) == {**before, run / ".lock": files(run)[run / ".lock"]}  # the first run's, untouched
+    assert files(run) == before  # the lock goes with its holder
+
+
+def test_a_new_training_into_the_folder_of_another_run_is_refused(data, tmp_path):
+    run = tmp_path / "run"
+    options = [*RUN, f"data.root={data}", "trainer.max_steps=2", "trainer.val_check_interval=2"]
+    train(compose_train(run, options))
+    before = files(run)
+    with pytest.raises(FolderInUseError, match=rf"^run folder {run} holds the checkpoints of another run \(last\.ckpt, "
+                                               rf"\.\.\.\): continue it with resume={run}, or choose another folder"):
+        train(compose_train(run, [*options, "seed=4"]))
+    assert files(run) == before
+
+
+def test_the_lock_of_a_crashed_run_is_taken_over(data, tmp_path):
+    """A run killed with -9 leaves its lock file, whose flock the kernel dropped: the next run takes it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("999999 crashed-host\n")
+    train(compose_train(run, [*RUN, f"data.root={data}", "trainer.max_steps=2", "trainer.val_check_interval=2"]))
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 2 and not (run / ".lock").exists()
+
+
+def test_a_stopped_job_raises_on_for_hydra_and_its_callback_exits_128_plus_the_signal(tmp_path):
+    """Under Hydra the task's Stopped goes on to Hydra (which records the job as failed, and a sweeper tells its
+    trial so); ExitWhenStopped, called by Hydra after the job, then exits; outside Hydra it exits at once."""
+    def task():
+        raise Stopped("stopped at step 3 of 8", signal.SIGTERM)
+
+    compose_train(tmp_path, [])  # sets HydraConfig, as Hydra does for a job
+    with pytest.raises(Stopped):
+        exit_on_user_error(task)()
+    with pytest.raises(SystemExit) as exited:
+        ExitWhenStopped().on_job_end(config=None, job_return=None)
+    assert exited.value.code == 143
+    ExitWhenStopped().on_job_end(config=None, job_return=None)  # a job that was not stopped: nothing
+    HydraConfig.instance().cfg = None
+    with pytest.raises(SystemExit) as exited:
+        exit_on_user_error(task)()
+    assert exited.value.code == 143

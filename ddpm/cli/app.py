@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ddpm.cli.runtime import CONF, check_writable, exit_on_user_error, lightning_messages_to_stdout
+from ddpm.cli.runtime import CONF, check_writable, exit_if_stopped, exit_on_user_error, lightning_messages_to_stdout
 from ddpm.errors import ConfigError
 from hydra_plugins.ddpm_optuna_sweeper import OptunaSweeper
 
@@ -216,6 +216,14 @@ class CheckOutputFolder(Callback):
     @exit_on_user_error
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         check_writable(config.hydra.sweep.dir)
+
+
+class ExitWhenStopped(Callback):
+    """A Hydra callback: a job that a signal stopped has been recorded as failed (an Optuna search tells its trial
+    so); the process then exits with 128 + the signal number, before a -m sweep starts its next job."""
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        exit_if_stopped()
 
 
 def run_app(config_name: str, task: Callable[[DictConfig], Any]) -> None:

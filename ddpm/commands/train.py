@@ -1,5 +1,6 @@
 """train(cfg): build everything from the composed Hydra config and fit. `train.py` at the top only wraps it."""
 
+import contextlib
 from functools import partial
 from pathlib import Path
 
@@ -12,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_train_options, refused_by_lightning
-from ddpm.cli.runtime import check_writable, save_run_config
-from ddpm.errors import CheckpointError, ConfigError, NonFiniteError, WriteError
+from ddpm.cli.runtime import check_writable, run_folder_lock, save_run_config
+from ddpm.errors import CheckpointError, ConfigError, FolderInUseError, NonFiniteError, WriteError
 from ddpm.files import write_fault
 from ddpm.training.callbacks import HparamsSummary, StopCheckpoint
 from ddpm.training.checkpoint import check_resumable, load_checkpoint
@@ -145,6 +146,27 @@ def build(cfg: DictConfig, multirun: bool):
     return module, datamodule, trainer, ckpt_path
 
 
+@contextlib.contextmanager
+def one_run_per_folder(cfg: DictConfig):
+    """The run's folder for this process alone while the block runs: refused when another process trains into it,
+    or when it holds the checkpoints of another run and this one does not resume it."""
+    run = Path(cfg.paths.output_dir)
+    resuming = bool(cfg.get("resume"))
+
+    def refusal(holder: str) -> str:
+        if resuming:
+            return (f"resume={cfg.resume}: the run is still going in {holder}: let it end, or stop it (a SIGTERM "
+                    f"saves its step), then resume")
+        return f"run folder {run} is in use by {holder}, which trains into it: choose another with hydra.run.dir=..."
+
+    with run_folder_lock(run, refusal):
+        saved = sorted((run / "checkpoints").glob("*.ckpt"))
+        if saved and not resuming:
+            raise FolderInUseError(f"run folder {run} holds the checkpoints of another run ({saved[0].name}, ...): "
+                                   f"continue it with resume={run}, or choose another folder with hydra.run.dir=...")
+        yield
+
+
 def check_sweep_job(cfg: DictConfig, on_this_machine: bool) -> None:
     """train(cfg)'s checks for one job of a -m sweep, run for every job before the sweep writes anything. A job
     that runs elsewhere (a SLURM or Ray cluster) gets only the checks that do not depend on the machine: its data
@@ -164,16 +186,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; returns the last logged metrics (train/loss, val/loss, ...)."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     module, datamodule, trainer, ckpt_path = build(cfg, multirun)
-    save_run_config(cfg)
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    except NonFiniteError as e:
-        raise NonFiniteError(f"{e}; {last_good_checkpoint(trainer)}") from None
-    except (WriteError, OSError) as e:
-        fault = write_fault(e)
-        if fault is None:
-            raise
-        raise stopped_by_the_disk(fault, trainer, cfg.paths.output_dir) from None
+    with one_run_per_folder(cfg):
+        save_run_config(cfg)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        except NonFiniteError as e:
+            raise NonFiniteError(f"{e}; {last_good_checkpoint(trainer)}") from None
+        except (WriteError, OSError) as e:
+            fault = write_fault(e)
+            if fault is None:
+                raise
+            raise stopped_by_the_disk(fault, trainer, cfg.paths.output_dir) from None
     for callback in trainer.callbacks:
         if isinstance(callback, StopCheckpoint):
             callback.stop_if_signalled(trainer)
