@@ -10,15 +10,18 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_train, make_synthetic_mnist, run_script
+from conftest import ROOT, TINY, compose_train, make_synthetic_mnist, run_script
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_run_end import EIGHT, assert_bitwise_equal, files, weights
+from test_run_end import EIGHT, assert_bitwise_equal, files, start_train, weights
+from test_run_end import RUN as PLAIN_RUN
 
 import ddpm.files
 from ddpm.cli.app import ExitWhenStopped, prepare_argv
@@ -475,3 +478,116 @@ def test_a_stopped_job_raises_on_for_hydra_and_its_callback_exits_128_plus_the_s
     with pytest.raises(SystemExit) as exited:
         exit_on_user_error(task)()
     assert exited.value.code == 143
+
+
+class RecordJobs(Callback):
+    """A Hydra callback that appends each job's number and status, as Hydra recorded it, to a file."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{config.hydra.job.num} {job_return.status.name}\n")
+
+
+def with_tests_importable() -> dict:
+    """The environment of a command whose config names classes of these tests (callbacks of a run or of Hydra)."""
+    paths = [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+@pytest.mark.slow
+def test_a_signalled_sweep_job_is_recorded_as_failed_and_the_sweep_exits_143(data, tmp_path):
+    """Job 0 of a two-job sweep gets SIGTERM at step 3: Hydra records it as FAILED, job 1 never starts, the sweep
+    exits with 143 without a traceback, and the job's folder resumes."""
+    sweep, record = tmp_path / "sweep", tmp_path / "jobs.txt"
+    args = ["-m", "schedule=linear,cosine", "debug=tiny", "data.check_md5=false", "callbacks.sample_grid=null",
+            "data.train_size=128", "data.batch_size=16", "trainer.max_steps=8", "trainer.val_check_interval=4",
+            f"data.root={data}", f"hydra.sweep.dir={sweep}", "+callbacks.signal._target_=test_run_end.SignalAt",
+            "+callbacks.signal.step=3", f"+callbacks.signal.signum={int(signal.SIGTERM)}",
+            "+hydra.callbacks.record._target_=test_faults.RecordJobs", f"+hydra.callbacks.record.path={record}"]
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=with_tests_importable(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 143, proc.stderr[-3000:]
+    assert record.read_text() == "0 FAILED\n" and "Traceback" not in proc.stderr
+    (job,) = [p for p in sweep.iterdir() if p.is_dir()]
+    assert job.name.startswith("0_") and f"stopped at step 3 of 8: resume with resume={job}" in proc.stdout
+    assert load_checkpoint(job / "checkpoints" / "last.ckpt")["global_step"] == 3 and not (job / ".lock").exists()
+
+
+DDP_STEPS = 100
+DDP_RUN = ["trainer=ddp", "trainer.devices=2", *PLAIN_RUN, f"trainer.max_steps={DDP_STEPS}",
+           f"trainer.val_check_interval={DDP_STEPS // 2}", "callbacks.periodic_checkpoint.every_n_train_steps=5",
+           "callbacks.milestone_checkpoint=null"]
+
+
+def wait_for(path: Path, procs: list, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "the run ended before the signal"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigterm_under_ddp_saves_once_exits_143_on_every_rank_and_resumes_bitwise(data, tmp_path):
+    """Two CPU ranks started as torchrun or SLURM start them (each its own process, so that each one's exit status
+    can be read); SIGTERM reaches rank 0 only: the per-step reduce stops both after the same step, rank 0 saves and
+    says so once, both exit with 143, and the run resumed on two processes ends bitwise as one never stopped."""
+    run, last = tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.ckpt"
+    straight = tmp_path / "straight"
+    run_script("train.py", *DDP_RUN, f"data.root={data}", f"hydra.run.dir={straight}")
+    port = str(29500 + os.getpid() % 1000)
+    procs, outputs = [], []
+    for rank in (0, 1):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+               "WORLD_SIZE": "2", "NODE_RANK": "0", "LOCAL_RANK": str(rank)}
+        outputs.append(open(tmp_path / f"rank{rank}.txt", "w+"))
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "train.py"), *DDP_RUN, f"data.root={data}",
+                                       f"hydra.run.dir={run}"], cwd=ROOT, env=env, stdout=outputs[-1],
+                                      stderr=subprocess.STDOUT))
+    try:
+        wait_for(last, procs)
+        procs[0].send_signal(signal.SIGTERM)
+        statuses = [p.wait(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    text = [out.seek(0) or out.read() for out in outputs]
+    assert statuses == [143, 143], text[0][-3000:] + text[1][-3000:]
+    step = load_checkpoint(last)["global_step"]
+    assert 5 <= step < DDP_STEPS
+    stops = [line for t in text for line in t.splitlines() if "stopped at step" in line and "WARNING" in line]
+    assert len(stops) == 1 and stops[0].endswith(f"stopped at step {step} of {DDP_STEPS}: resume with resume={run}")
+    run_script("train.py", f"resume={run}")
+    assert load_checkpoint(last)["global_step"] == DDP_STEPS
+    assert_bitwise_equal(weights(last), weights(straight / "checkpoints" / "last.ckpt"))
+
+
+@pytest.mark.slow
+def test_train_py_into_a_run_still_going_is_refused_in_one_line_and_changes_nothing(data, tmp_path):
+    """A second training into the folder, and resume= of it, while the first trains: one line each naming the first
+    one's process, exit status 2; its overrides, config and event file stay its own. Stopped, it lets the lock go."""
+    run = tmp_path / "run"
+    long_run = [*PLAIN_RUN, "trainer.max_steps=100000", "trainer.val_check_interval=50000",
+                "callbacks.periodic_checkpoint.every_n_train_steps=5", f"data.root={data}"]
+    first = start_train(tmp_path / "first.txt", *long_run, f"hydra.run.dir={run}")
+    try:
+        wait_for(run / "checkpoints" / "last.ckpt", [first])
+        saved = {name: (run / ".hydra" / name).read_text() for name in ("overrides.yaml", "config.yaml")}
+        refusals = {
+            f"error: run folder {run} is in use by process {first.pid}, which trains into it: choose another with "
+            f"hydra.run.dir=...": run_script("train.py", *long_run, "seed=4", f"hydra.run.dir={run}", check=False),
+            f"error: resume={run}: the run is still going in process {first.pid}: let it end, or stop it (a SIGTERM "
+            f"saves its step), then resume": run_script("train.py", f"resume={run}", check=False),
+        }
+        for message, proc in refusals.items():
+            assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1:] == [message], proc.stderr[-2000:]
+            assert not [line for line in proc.stderr.splitlines() if line.startswith("error:") and line != message]
+        assert {name: (run / ".hydra" / name).read_text() for name in saved} == saved
+        assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=600) == 143
+    finally:
+        first.kill()
+    assert not (run / ".lock").exists()

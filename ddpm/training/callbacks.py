@@ -159,7 +159,7 @@ class StopCheckpoint(Checkpoint):
         accumulating = (batch_idx + 1) % trainer.accumulate_grad_batches != 0
         if not received or accumulating or 0 < trainer.max_steps <= trainer.global_step:
             return  # no signal, in the middle of a step, or the last step: that run ends as planned
-        trainer.save_checkpoint(self.dirpath / "last.ckpt")  # what resume=<run folder> reads
+        trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)  # what resume=<run folder> reads
         self._stop(trainer, f"stopped at step {trainer.global_step} of {trainer.max_steps}: resume with "
                             f"resume={self.run_dir}", received)
 
