@@ -6,28 +6,33 @@ import errno
 import math
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
+import torchvision
 from conftest import ROOT, TINY, compose_train, make_synthetic_mnist, run_script
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_run_end import EIGHT, assert_bitwise_equal, files, start_train, weights
+from test_run_end import EIGHT, assert_bitwise_equal, files, signal_at, start_train, weights
 from test_run_end import RUN as PLAIN_RUN
 
 import ddpm.files
 from ddpm.cli.app import ExitWhenStopped, prepare_argv
 from ddpm.cli.runtime import exit_on_user_error, run_folder_lock, user_error
 from ddpm.commands.sample import sample
-from ddpm.commands.train import train
+from ddpm.commands.train import last_good_checkpoint, train
 from ddpm.errors import (
     CheckpointError,
     ConfigError,
@@ -591,3 +596,99 @@ def test_train_py_into_a_run_still_going_is_refused_in_one_line_and_changes_noth
     finally:
         first.kill()
     assert not (run / ".lock").exists()
+
+
+class AtStep(L.Callback):
+    """Does `action` (a dotted name of this module) with `path` at the end of optimizer step `step`."""
+
+    def __init__(self, step: int, action: str, path: str = ""):
+        self.step, self.action, self.path = step, action, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            getattr(sys.modules[__name__], self.action)(self.path)
+
+
+def ctrl_c_twice(_: str) -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def delete(path: str) -> None:
+    shutil.rmtree(path)
+
+
+def at_step(step: int, action: str, path: Path | str = "") -> list[str]:
+    return ["+callbacks.at_step._target_=test_faults.AtStep", f"+callbacks.at_step.step={step}",
+            f"+callbacks.at_step.action={action}", f"+callbacks.at_step.path='{path}'"]
+
+
+def test_ctrl_c_twice_stops_at_once_in_one_line_and_resume_ends_bitwise(data, eight_steps, tmp_path, caplog):
+    """The second Ctrl-C stops within the step, without saving it: last.ckpt of step 4 (the validation's) stays."""
+    run, eight = tmp_path / "run", [*EIGHT, f"data.root={data}"]
+    with pytest.raises(Stopped) as stopped:
+        train(compose_train(run, [*eight, *at_step(5, "ctrl_c_twice")]))
+    message = (f"stopped at once by a second SIGINT, without saving the step under way: resume with resume={run} "
+               f"from its last checkpoint")
+    assert str(stopped.value) == message and stopped.value.exit_status == 130
+    assert [r.getMessage() for r in caplog.records if "stopped" in r.getMessage()] == [message]
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 4 and not list(run.rglob("*.partial"))
+    train(compose_train(run, [*eight, f"resume={run}"]))
+    assert_bitwise_equal(weights(run / "checkpoints" / "last.ckpt"), eight_steps)
+
+
+def test_a_checkpoint_folder_deleted_under_the_run_is_made_again_with_a_line(data, eight_steps, tmp_path, caplog):
+    run = tmp_path / "run"
+    train(compose_train(run, [*EIGHT, f"data.root={data}", *at_step(5, "delete", run / "checkpoints")]))
+    lines = [r.getMessage() for r in caplog.records if "was deleted" in r.getMessage()]
+    assert lines == [f"{run / 'checkpoints'} was deleted while the run went on: made again for "
+                     f"milestone_step_000006.ckpt (step 6); the checkpoints it held are lost"]
+    assert_bitwise_equal(weights(run / "checkpoints" / "last.ckpt"), eight_steps)
+
+
+def test_a_data_folder_that_vanishes_mid_run_changes_nothing_and_resume_names_the_missing_file(
+    data, eight_steps, tmp_path, monkeypatch
+):
+    """The training and validation images are in memory from the start: the run ends as it would have. Resumed
+    later without them, it is refused in one line before anything is written."""
+    copy, run = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(data, copy)
+    options = [*EIGHT, f"data.root={copy}"]
+    train(compose_train(run, [*options, *at_step(2, "delete", copy)]))
+    assert_bitwise_equal(weights(run / "checkpoints" / "last.ckpt"), eight_steps)
+    before = files(run)
+    with pytest.raises(MNISTFileError, match=r"train-images-idx3-ubyte\.gz is missing"):
+        train(compose_train(run, [*options, f"resume={run}", "trainer.max_steps=10", "data.download=false"]))
+    def offline(*args, **kwargs):  # torchvision's message on a machine without network, three lines
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://example/mnist/, got:\n"
+                           "<urlopen error [Errno -2] Name or service not known>\n")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(MNISTFileError, match=r"the download failed \(RuntimeError: Error downloading "
+                                             r"train-images-idx3-ubyte\.gz: Tried https://example/mnist/, got: "
+                                             r"<urlopen error \[Errno -2\] Name or service not known>\): put the four"):
+        train(compose_train(run, [*options, f"resume={run}", "trainer.max_steps=10", "data.download=true"]))
+    assert files(run) == before
+
+
+def test_the_last_checkpoint_is_found_by_its_step_not_by_a_clock_set_back(uninterrupted, tmp_path):
+    """The checkpoint named after a failed step is the latest by step, whatever the files' times say."""
+    for name in ("at_007.ckpt", "last.ckpt"):
+        shutil.copy(uninterrupted / "checkpoints" / name, tmp_path / name)
+    os.utime(tmp_path / "last.ckpt", (0, 0))  # written when the clock said 1970
+    trainer = SimpleNamespace(checkpoint_callbacks=[SimpleNamespace(dirpath=str(tmp_path))])
+    assert last_good_checkpoint(trainer).startswith(f"{tmp_path / 'last.ckpt'} (step {STEPS}) is kept")
+
+
+def test_a_run_in_a_folder_with_spaces_and_non_ascii_letters_resumes_from_the_line_it_printed(
+    data, eight_steps, tmp_path
+):
+    run, eight = tmp_path / "rün 1", [*EIGHT, f"data.root={data}"]
+    with pytest.raises(Stopped) as stopped:
+        train(compose_train(run, [*eight, *signal_at(3, signal.SIGTERM)]))
+    typed = str(stopped.value).split("resume with ")[1]
+    assert typed == f"'resume=\"{run}\"'"
+    argv = prepare_argv(["train.py", *shlex.split(typed)])  # as the shell passes it on
+    assert argv[-1] == f'hydra.run.dir="{run}"'
+    train(compose_train(run, argv[1:-1]))
+    assert_bitwise_equal(weights(run / "checkpoints" / "last.ckpt"), eight_steps)

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ddpm.cli.runtime import CONF, check_writable, exit_if_stopped, exit_on_user_error, lightning_messages_to_stdout
-from ddpm.errors import ConfigError
+from ddpm.errors import ConfigError, hydra_value
 from hydra_plugins.ddpm_optuna_sweeper import OptunaSweeper
 
 
@@ -180,7 +180,7 @@ def resume_args(args: list[str]) -> list[str]:
         raise ConfigError(f"resume={run} is not a train.py run folder (no .hydra/overrides.yaml): "
                           "pass the folder that holds checkpoints/")
     previous = [o.input_line for o in _overrides(list(OmegaConf.load(saved))) if o.key_or_group not in given]
-    run_dir = [] if "hydra.run.dir" in given else [f"hydra.run.dir={run}"]
+    run_dir = [] if "hydra.run.dir" in given else [f"hydra.run.dir={hydra_value(run)}"]
     return [args[0], *previous, *args[1:], *run_dir]
 
 

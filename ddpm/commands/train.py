@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_train_options, refused_by_lightning
 from ddpm.cli.runtime import check_writable, run_folder_lock, save_run_config
-from ddpm.errors import CheckpointError, ConfigError, FolderInUseError, NonFiniteError, WriteError
+from ddpm.errors import CheckpointError, ConfigError, FolderInUseError, NonFiniteError, WriteError, argument
 from ddpm.files import write_fault
 from ddpm.training.callbacks import HparamsSummary, StopCheckpoint
 from ddpm.training.checkpoint import check_resumable, load_checkpoint
@@ -117,8 +117,11 @@ def last_good_checkpoint(trainer: L.Trainer) -> str:
 def stopped_by_the_disk(fault: WriteError, trainer: L.Trainer, run: str) -> WriteError:
     """A write that failed during training (a checkpoint, an event file, a grid), and where resume= goes on from."""
     last = Path(run) / "checkpoints" / "last.ckpt"
-    kept = (f"{last} (step {load_checkpoint(last)['global_step']}) is whole: make room, then resume with resume={run}"
-            if last.is_file() else "it had saved no checkpoints/last.ckpt yet: make room, then start it again")
+    if last.is_file():
+        kept = (f"{last} (step {load_checkpoint(last)['global_step']}) is whole: make room, then resume with "
+                f"{argument('resume', run)}")
+    else:
+        kept = "it had saved no checkpoints/last.ckpt yet: make room, then start it again"
     return WriteError(f"{fault}: training stopped at step {trainer.global_step}; {kept}")
 
 
@@ -163,7 +166,8 @@ def one_run_per_folder(cfg: DictConfig):
         saved = sorted((run / "checkpoints").glob("*.ckpt"))
         if saved and not resuming:
             raise FolderInUseError(f"run folder {run} holds the checkpoints of another run ({saved[0].name}, ...): "
-                                   f"continue it with resume={run}, or choose another folder with hydra.run.dir=...")
+                                   f"continue it with {argument('resume', run)}, or choose another folder with "
+                                   f"hydra.run.dir=...")
         yield
 
 

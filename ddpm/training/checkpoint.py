@@ -1,5 +1,6 @@
 """Writing checkpoints atomically, and reading them back without unpickling arbitrary objects."""
 
+import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -11,6 +12,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from ddpm.errors import CheckpointError
 from ddpm.files import save_tensors
 from ddpm.training.module import DiffusionModule
+
+log = logging.getLogger(__name__)
 
 # Checkpoints name the classes of their network and schedule; those written before the subpackages name the
 # modules they had then.
@@ -100,9 +103,19 @@ def check_resumable(path: str | Path, module: DiffusionModule, trainer: L.Traine
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint to a temporary file beside it and renames it into place (ddpm.files), so that a
     process killed during a save, or a disk that fills up, leaves the previous checkpoint whole and no temporary file
-    (TorchCheckpointIO writes into the file itself)."""
+    (TorchCheckpointIO writes into the file itself). A checkpoint folder deleted under the running job is made
+    again, with a line that says so."""
+
+    def __init__(self):
+        super().__init__()
+        self.folders: set[Path] = set()
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        folder = Path(path).parent
+        if folder in self.folders and not folder.is_dir():
+            log.warning(f"{folder} was deleted while the run went on: made again for {Path(path).name} (step "
+                        f"{checkpoint.get('global_step')}); the checkpoints it held are lost")
+        self.folders.add(folder)
         save_tensors(checkpoint, path)
 
 
