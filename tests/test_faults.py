@@ -692,3 +692,18 @@ def test_a_run_in_a_folder_with_spaces_and_non_ascii_letters_resumes_from_the_li
     assert argv[-1] == f'hydra.run.dir="{run}"'
     train(compose_train(run, argv[1:-1]))
     assert_bitwise_equal(weights(run / "checkpoints" / "last.ckpt"), eight_steps)
+
+
+@pytest.mark.slow
+def test_a_full_temporary_folder_does_not_stop_a_run(data, tmp_path):
+    """TMPDIR (and matplotlib's cache) on a filesystem with no byte left: train.py, grids included, needs none."""
+    with small_filesystem(tmp_path / "tmp", 16 * 1024) as full:
+        subprocess.run(["dd", "if=/dev/zero", f"of={full / 'fill'}", "bs=1k", "count=64"], capture_output=True)
+        env = {**os.environ, "TMPDIR": str(full), "MPLCONFIGDIR": str(full / "matplotlib")}
+        args = ["debug=tiny", "data.check_md5=false", "data.train_size=128", "data.batch_size=16",
+                "trainer.max_steps=2", "trainer.val_check_interval=2", "callbacks.sample_grid.sampler.steps=2",
+                f"data.root={data}", f"hydra.run.dir={tmp_path / 'run'}"]
+        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "grids" / "step_000002.png").is_file()
