@@ -4,6 +4,7 @@ The subpackages are layers; each may import the ones above it in this list and n
 (tests/test_layers.py reads every import and checks this):
 
     errors, validation   the one-line errors and the checks of config values every layer shares
+    files                writing a file whole or not at all; a full disk as one line
     diffusion            noise schedules, the Gaussian process q(x_t | x_0) and its posterior, the likelihood bound
     sampling             reverse-process samplers, the guidance rule, batched seeded generation
     models               the denoising networks

@@ -1,6 +1,25 @@
 """Errors caused by what the user asked for. Their message says what was wrong and how to fix it; the entry
 points print it as one line instead of a traceback."""
 
+import re
+import shlex
+
+# What Hydra's override grammar reads as a plain value; anything else (spaces, non-ASCII letters, commas, which
+# would make a sweep) it reads only in quotes.
+PLAIN_VALUE = re.compile(r"[A-Za-z0-9_/\-+.:@%]*")
+
+
+def hydra_value(value) -> str:
+    """`value` as Hydra reads it back unchanged from a command line: quoted when it is not plain."""
+    text = str(value)
+    return text if PLAIN_VALUE.fullmatch(text) else '"' + text.replace('"', '\\"') + '"'
+
+
+def argument(key: str, value) -> str:
+    """`key=value` as a message tells the user to type it in a shell: `resume='/runs/a b'` is one argument
+    there, and Hydra reads the path back whole."""
+    return shlex.quote(f"{key}={hydra_value(value)}")
+
 
 class DDPMError(Exception):
     pass
@@ -21,6 +40,14 @@ class ClassifierError(DDPMError):
 
 class MNISTFileError(DDPMError):
     """The MNIST files are missing, damaged, or not the official ones."""
+
+
+class FolderInUseError(DDPMError):
+    """A run folder that another process is training into."""
+
+
+class WriteError(DDPMError):
+    """A file that could not be written: the disk is full, over its quota, read-only or failing."""
 
 
 class NonFiniteError(DDPMError):

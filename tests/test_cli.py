@@ -149,6 +149,33 @@ def test_train_unknown_group_option_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("script, args, message", [
+    ("train.py", ["sed=1"], "error: train has no setting 'sed'; did you mean 'seed'?"),
+    ("train.py", ["trainer.max_step=2"], "error: train has no setting 'trainer.max_step'; did you mean "
+                                         "'trainer.max_steps' or 'trainer.max_epochs'?"),
+    ("train.py", ["callbacks.ema.decy=0.9"], "error: train has no setting 'callbacks.ema.decy'; did you mean "
+                                             "'callbacks.ema.decay'?"),
+    ("sample.py", ["ckpt=x.ckpt", "guidence=1"], "error: sample has no setting 'guidence'; did you mean 'guidance'?"),
+    ("sample.py", ["ckpt=x.ckpt", "sampler.stepz=5"],
+     "error: sample has no setting 'sampler.stepz'; did you mean 'sampler.steps'?"),
+    ("sample.py", ["ckpt=x.ckpt", "sampelr.steps=5"],
+     "error: sample has no setting 'sampelr.steps'; did you mean 'sampler.steps'?"),
+])
+def test_a_mistyped_key_at_any_depth_is_one_line_and_writes_nothing(tmp_path, script, args, message):
+    proc = run_script(script, *args, f"hydra.run.dir={tmp_path / 'out'}", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [message], proc.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_jobs_sharing_a_folder_are_refused_before_the_first_trains(tmp_path):
+    proc = run_script("train.py", "-m", "schedule=linear,cosine", "debug=tiny", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                      "hydra.sweep.subdir=fixed", check=False)
+    assert proc.returncode == 2 and [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+        "error: hydra.sweep.subdir=fixed puts jobs 0 and 1 of the sweep into one folder (fixed): make it differ "
+        "between jobs, e.g. keep ${hydra.job.num} in it"], proc.stderr[-2000:]
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_train_bad_checkpoint_is_one_line_before_any_download(tmp_path):
     """Lightning's device lines, printed while the trainer is built, go to stdout; stderr holds the error alone."""
     empty = tmp_path / "data"
@@ -190,6 +217,7 @@ def test_killed_run_resumes_in_its_own_folder(tmp_path, real_mnist):
         proc.wait()
     resumed_from = torch.load(last, weights_only=True)["global_step"]
     assert 8 <= resumed_from < 24 and len(event_files(out)) == 1
+    assert (out / ".lock").is_file()  # its lock file stays; the lock itself went with the process
 
     run_script("train.py", f"resume={out}")
     final = torch.load(last, weights_only=True)
@@ -198,7 +226,7 @@ def test_killed_run_resumes_in_its_own_folder(tmp_path, real_mnist):
     assert final["lr_schedulers"][0]["last_epoch"] == 24
     files = event_files(out)  # the same TensorBoard run, one more event file
     assert len(files) == 2 and logged_steps(files[1]) == list(range(resumed_from, 24))
-    assert not list(out.rglob("*.partial"))
+    assert not list(out.rglob("*.partial")) and not (out / ".lock").exists()
 
 
 def test_ddp_on_two_cpu_processes_and_resumed(tmp_path, real_mnist, sweep):

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A module may import its own layer and the ones below.
 LAYERS = {
-    "ddpm.errors": 0, "ddpm.validation": 0, "ddpm.progress": 0,
+    "ddpm.errors": 0, "ddpm.validation": 0, "ddpm.progress": 0, "ddpm.files": 0,
     "ddpm.diffusion": 1,
     "ddpm.sampling": 2,
     "ddpm.models": 3, "ddpm.data": 3,

@@ -231,15 +231,15 @@ class OptunaSweeper(Sweeper):
         jobs = [[*(f"{k}={override_value(v)}" for k, v in t.params.items()), *fixed] for t in trials]
         try:
             results = self.launcher.launch(jobs, initial_job_idx=trials[0].number)
-        except (Exception, KeyboardInterrupt) as e:
-            # A job's process died (its launcher lost it), or Ctrl-C: the trials' parameters are run again, by
-            # this search or by the same command run again.
+        except (Exception, KeyboardInterrupt, SystemExit) as e:
+            # A job's process died (its launcher lost it), Ctrl-C, or a signal that stopped a job (the process exits
+            # with 128 + it): the trials' parameters are run again, by this search or by the same command run again.
             cause = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
             log.warning(f"Trials {[t.number for t in trials]} lost their jobs ({cause}); they will be run again")
             retry = storage.get_heartbeat_stale_trial_callback()
             for trial in trials:
                 retry(study, study.tell(trial, state=TrialState.FAIL))
-            if isinstance(e, KeyboardInterrupt):
+            if not isinstance(e, Exception):
                 raise
             return len(trials)
         returns.append(results)

@@ -2,12 +2,16 @@
 device), its run folder (writable, the config saved once the checks pass, Lightning's messages in its log), and
 how bad input ends (one `error:` line, exit status 2, the empty run folder removed)."""
 
+import contextlib
+import fcntl
 import functools
 import logging
 import os
+import socket
 import sys
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -17,7 +21,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from ddpm.errors import ConfigError, DDPMError, Stopped
+from ddpm.errors import ConfigError, DDPMError, FolderInUseError, Stopped
+from ddpm.files import write_text
 
 PACKAGE = Path(__file__).resolve().parents[1]
 # A wheel carries the configs inside the package (pyproject.toml maps conf/ to ddpm/conf); a checkout keeps them in
@@ -80,6 +85,54 @@ def requeued_checkpoint(run_dir: str | Path) -> Path | None:
     return None
 
 
+def _holder(lock: Path) -> str:
+    """Who holds a run folder's lock, as its holder wrote it: "process PID on HOST"."""
+    try:
+        pid, host = lock.read_text().split()
+    except (OSError, ValueError):  # the holder has not written it yet, or just let the lock go
+        return "another process"
+    return f"process {pid}" + ("" if host == socket.gethostname() else f" on {host}")
+
+
+def _take(lock: Path, refusal: Callable[[str], str]) -> int:
+    """The descriptor of `lock`, held exclusively. A lock file whose holder let it go and removed it while this
+    process opened it is another file than the one at the path now: then again with the new one."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FolderInUseError(refusal(_holder(lock))) from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder: str | Path, refusal: Callable[[str], str]):
+    """One process at a time in a run folder: an exclusive flock on `folder/.lock`, held while the block runs.
+    The kernel drops it when the process ends, so a crashed run's folder is free at once; the file says who holds
+    it ("PID HOST"), for `refusal(holder)` to name. Only rank 0 of a DDP run takes it (its other ranks train into
+    the same folder)."""
+    if rank_zero_only.rank != 0:
+        yield
+        return
+    lock = Path(folder) / ".lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = _take(lock, refusal)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still held: a process waiting on this file sees it is stale
+        os.close(fd)
+
+
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 
 
@@ -109,10 +162,9 @@ def save_run_config(cfg: DictConfig) -> None:
     its first message) starts here too, with Lightning's messages, so that a refused call leaves no log behind."""
     log_lightning_into_run_log()
     folder = Path(cfg.paths.output_dir) / ".hydra"
-    folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, folder / "config.yaml")
-    if HydraConfig.initialized():
-        OmegaConf.save(HydraConfig.get().overrides.task, folder / "overrides.yaml")
+    write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():  # what resume= replays: never half of it
+        write_text(folder / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))
 
 
 # What a command needs that no default can give (`???` in its yaml), and an example of each.
@@ -146,19 +198,32 @@ def remove_empty(folder: Path) -> None:
             return
 
 
+# The stop of the job under way, from the task's wrapper to the Hydra callback that ends the process after the job.
+_stops: list[Stopped] = []
+
+
+def exit_if_stopped() -> None:
+    """After a job: a signal stopped it, so the process (a -m sweep too) exits with 128 + the signal number."""
+    if _stops:
+        sys.exit(_stops.pop().exit_status)
+
+
 def exit_on_user_error(main):
     """Wrap an entry point: a DDPMError (also when Hydra's instantiate wrapped it) becomes one `error:` line on
     stderr and exit status 2, and the run folder Hydra made for the call goes away again (it is empty, since
     nothing is written before the checks); a run stopped by a signal, which has said so in its log, exits with
-    128 + the signal number (a job of a -m sweep too: the signal stops the sweep); anything else keeps its
-    traceback."""
+    128 + the signal number: as a job, it raises on, so that Hydra records the job as failed (a sweeper too),
+    and ddpm.cli.app.ExitWhenStopped ends the process after it; anything else keeps its traceback."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except Stopped as e:
-            sys.exit(e.exit_status)
+            if not HydraConfig.initialized():
+                sys.exit(e.exit_status)
+            _stops.append(e)
+            raise
         except Exception as e:
             cause = user_error(e)
             if cause is None:

@@ -75,6 +75,22 @@ def check_slurm_tasks(job_config: DictConfig) -> None:
         )
 
 
+def check_own_folder(job_config: DictConfig, num: int, folders: dict[str, int]) -> None:
+    """Job `num`'s folder (hydra.sweep.subdir, with the job's number as the launcher sets it) is its own: two jobs
+    in one folder would write one checkpoints/ and .hydra/; `folders` holds the earlier jobs' folders."""
+    with open_dict(job_config):
+        job_config.hydra.job.num = num
+        job_config.hydra.job.id = str(num)
+    folder = str(job_config.hydra.sweep.subdir)
+    if folder in folders:
+        raise ConfigError(
+            f"hydra.sweep.subdir={OmegaConf.to_container(job_config.hydra.sweep)['subdir']} puts jobs "
+            f"{folders[folder]} and {num} of the sweep into one folder ({folder}): make it differ between jobs, e.g. "
+            "keep ${hydra.job.num} in it"
+        )
+    folders[folder] = num
+
+
 class CheckSweep(Callback):
     """Before a -m sweep starts: `check(cfg, on_this_machine)` (a dotted path, e.g.
     ddpm.commands.train.check_sweep_job) on every job's config, as the job will see it. During the sweep: a job run
@@ -93,9 +109,12 @@ class CheckSweep(Callback):
         levels = [logger.level for logger in quiet]
         for logger in quiet:  # each job's Trainer reports its devices when it runs; not here as well
             logger.setLevel(logging.WARNING)
+        folders: dict[str, int] = {}
         try:
-            for job in sweep_jobs(config):
+            for num, job in enumerate(sweep_jobs(config)):
                 job_config = loader.load_sweep_config(config, job)
+                if config.hydra.sweeper._target_ == BASIC_SWEEPER:  # it numbers the jobs in this order
+                    check_own_folder(job_config, num, folders)
                 HydraConfig.instance().set_config(job_config)  # ${hydra:...} in the job's config reads it
                 if job_config.hydra.launcher._target_ == SLURM_LAUNCHER:
                     check_slurm_tasks(job_config)

@@ -28,6 +28,7 @@ from ddpm.cli.runtime import CONF, resolve_device
 from ddpm.diffusion.gaussian import GaussianDiffusion
 from ddpm.diffusion.schedules import CosineSchedule
 from ddpm.errors import ConfigError
+from ddpm.files import write_text
 from ddpm.models.reference_unet import ReferenceUNet
 from ddpm.progress import Progress
 from ddpm.sampling.guidance import Guided
@@ -174,9 +175,7 @@ def bench(cfg: DictConfig) -> dict:
         }
     text = json.dumps(result, indent=2)
     print(text)
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_text(Path(cfg.out), text)
     return result
 
 

@@ -19,6 +19,7 @@ from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_request
 from ddpm.cli.runtime import resolve_device
 from ddpm.evaluation.scores import build_scorer, score_sampler
+from ddpm.files import write_text
 from ddpm.sampling.guidance import check_interval, guidance_scale, show_interval
 from ddpm.sampling.setting import command_setting
 from ddpm.training.checkpoint import load_module
@@ -45,8 +46,7 @@ def evaluate(cfg: DictConfig) -> dict:
               "guidance": guidance, "guidance_interval": show_interval(interval) or None, "seed": cfg.seed, **scores}
     log.info(f"{scores['nfe']} network evaluations per image")
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    write_text(out / "metrics.json", json.dumps(result, indent=2))
     width = max(map(len, result))
     print("\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
                     for k, v in result.items()))

@@ -19,6 +19,7 @@ from ddpm.cli.runtime import resolve_device
 from ddpm.data.mnist import load_mnist_split
 from ddpm.diffusion.likelihood import VARIANCES, bits_per_dim
 from ddpm.errors import ConfigError
+from ddpm.files import write_text
 from ddpm.training.checkpoint import load_module
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,7 @@ def nll(cfg: DictConfig) -> dict:
                "variance": cfg.variance, "labels": bool(cfg.labels), "timesteps": module.diffusion.timesteps,
                "seconds": seconds}
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "nll.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "nll.json", json.dumps(summary, indent=2))
     print(f"bits/dim: {result['bits_per_dim']:.4f} +- {result['stderr']:.4f}")
     log.info(f"{summary['estimator']}, n={cfg.n}, {seconds:.1f} s; wrote {out / 'nll.json'}")
     return summary

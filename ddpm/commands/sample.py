@@ -7,13 +7,13 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from torchvision.utils import save_image
 
 from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_request
 from ddpm.cli.runtime import check_writable, resolve_device, save_run_config
-from ddpm.data.images import save_grid, save_trajectory_gif, to_pixels, trajectory_strip
+from ddpm.data.images import save_grid, save_picture, save_trajectory_gif, to_pixels, trajectory_strip
 from ddpm.errors import ConfigError
+from ddpm.files import save_tensors
 from ddpm.sampling.generate import cycling_labels, generate
 from ddpm.sampling.guidance import check_interval, guidance_scale, show_interval
 from ddpm.sampling.setting import command_setting
@@ -67,10 +67,9 @@ def sample(cfg: DictConfig) -> dict:
     log.info(f"{result.nfe} network evaluations per image")
     written = {"grid": save_grid(result.images, out / "samples.png", cfg.nrow), "samples": out / "samples.pt"}
     asked = labels if labels is not None else torch.full((cfg.n,), -1)
-    torch.save({"images": to_pixels(result.images).cpu(), "labels": asked}, written["samples"])
+    save_tensors({"images": to_pixels(result.images).cpu(), "labels": asked}, written["samples"])
     if cfg.trajectory:
-        written["trajectory"] = out / "trajectory.png"
-        save_image(trajectory_strip(result.trajectory), written["trajectory"])
+        written["trajectory"] = save_picture(trajectory_strip(result.trajectory), out / "trajectory.png")
         written["gif"] = save_trajectory_gif(result.trajectory, out / "trajectory.gif", cfg.nrow)
     for name, path in written.items():
         log.info(f"wrote {name}: {path}")

@@ -1,5 +1,6 @@
 """train(cfg): build everything from the composed Hydra config and fit. `train.py` at the top only wraps it."""
 
+import contextlib
 import logging
 from functools import partial
 from pathlib import Path
@@ -13,9 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddpm.cli.app import run_app
 from ddpm.cli.checks import check_train_options, refused_by_lightning
-from ddpm.cli.runtime import check_writable, cluster_plugins, requeued_checkpoint, save_run_config
-from ddpm.errors import CheckpointError, ConfigError, NonFiniteError
+from ddpm.cli.runtime import check_writable, cluster_plugins, requeued_checkpoint, run_folder_lock, save_run_config
+from ddpm.errors import CheckpointError, ConfigError, FolderInUseError, NonFiniteError, WriteError, argument
 from ddpm.evaluation.callbacks import SampleMetrics
+from ddpm.files import write_fault
 from ddpm.training.callbacks import HparamsSummary, StopCheckpoint
 from ddpm.training.checkpoint import check_resumable, load_checkpoint
 from ddpm.training.precision import auto_precision
@@ -100,14 +102,34 @@ def run_hparams(cfg: DictConfig) -> dict:
     return params
 
 
+def last_checkpoint(trainer: L.Trainer) -> tuple[Path, int] | None:
+    """The run's checkpoint of the latest step, and its step: by the step it holds, not by the file's time, which a
+    clock set back would reorder. Every one was written whole (AtomicCheckpointIO)."""
+    saved = {p for c in trainer.checkpoint_callbacks for p in Path(c.dirpath).glob("*.ckpt")}
+    steps = {p: load_checkpoint(p)["global_step"] for p in saved}
+    if not steps:
+        return None
+    last = max(steps, key=lambda p: (steps[p], p.name == "last.ckpt"))
+    return last, steps[last]
+
+
 def last_good_checkpoint(trainer: L.Trainer) -> str:
     """Every checkpoint was written before the step that failed (whose update was never applied)."""
-    saved = [p for c in trainer.checkpoint_callbacks for p in Path(c.dirpath).glob("*.ckpt")]
-    if not saved:
+    last = last_checkpoint(trainer)
+    if last is None:
         return "no checkpoint had been written yet: lower module.lr or trainer.gradient_clip_val and start again"
-    last = max(saved, key=lambda p: p.stat().st_mtime)
-    step = load_checkpoint(last)["global_step"]
-    return f"{last} (step {step}) is kept: resume from it with a lower module.lr or trainer.gradient_clip_val"
+    return f"{last[0]} (step {last[1]}) is kept: resume from it with a lower module.lr or trainer.gradient_clip_val"
+
+
+def stopped_by_the_disk(fault: WriteError, trainer: L.Trainer, run: str) -> WriteError:
+    """A write that failed during training (a checkpoint, an event file, a grid), and where resume= goes on from."""
+    last = Path(run) / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        kept = (f"{last} (step {load_checkpoint(last)['global_step']}) is whole: make room, then resume with "
+                f"{argument('resume', run)}")
+    else:
+        kept = "it had saved no checkpoints/last.ckpt yet: make room, then start it again"
+    return WriteError(f"{fault}: training stopped at step {trainer.global_step}; {kept}")
 
 
 def build(cfg: DictConfig, multirun: bool):
@@ -143,6 +165,30 @@ def build(cfg: DictConfig, multirun: bool):
     return module, datamodule, trainer, ckpt_path
 
 
+@contextlib.contextmanager
+def one_run_per_folder(cfg: DictConfig, ckpt_path: str | None):
+    """The run's folder for this process alone while the block runs: refused when another process trains into it,
+    or when it holds the checkpoints of another run and this one does not continue it (resume=, or a requeued
+    SLURM job, which continues from its own folder's last.ckpt)."""
+    run = Path(cfg.paths.output_dir)
+    resuming = bool(cfg.get("resume"))
+    continuing = resuming or (ckpt_path is not None and Path(ckpt_path).resolve().parent.parent == run.resolve())
+
+    def refusal(holder: str) -> str:
+        if resuming:
+            return (f"resume={cfg.resume}: the run is still going in {holder}: let it end, or stop it (a SIGTERM "
+                    f"saves its step), then resume")
+        return f"run folder {run} is in use by {holder}, which trains into it: choose another with hydra.run.dir=..."
+
+    with run_folder_lock(run, refusal):
+        saved = sorted((run / "checkpoints").glob("*.ckpt"))
+        if saved and not continuing:
+            raise FolderInUseError(f"run folder {run} holds the checkpoints of another run ({saved[0].name}, ...): "
+                                   f"continue it with {argument('resume', run)}, or choose another folder with "
+                                   f"hydra.run.dir=...")
+        yield
+
+
 def check_sweep_job(cfg: DictConfig, on_this_machine: bool) -> None:
     """train(cfg)'s checks for one job of a -m sweep, run for every job before the sweep writes anything. A job
     that runs elsewhere (a SLURM or Ray cluster) gets only the checks that do not depend on the machine: its data
@@ -162,11 +208,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; returns the last logged metrics (train/loss, val/loss, ...)."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     module, datamodule, trainer, ckpt_path = build(cfg, multirun)
-    save_run_config(cfg)
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    except NonFiniteError as e:
-        raise NonFiniteError(f"{e}; {last_good_checkpoint(trainer)}") from None
+    with one_run_per_folder(cfg, ckpt_path):
+        save_run_config(cfg)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        except NonFiniteError as e:
+            raise NonFiniteError(f"{e}; {last_good_checkpoint(trainer)}") from None
+        except (WriteError, OSError) as e:
+            fault = write_fault(e)
+            if fault is None:
+                raise
+            raise stopped_by_the_disk(fault, trainer, cfg.paths.output_dir) from None
     for callback in trainer.callbacks:
         if isinstance(callback, StopCheckpoint):
             callback.stop_if_signalled(trainer)

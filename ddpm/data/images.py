@@ -6,6 +6,8 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
+from ddpm.files import written
+
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 pixels in [0, 255] -> float in [-1, 1], what the model is trained on and samples."""
@@ -22,10 +24,15 @@ def grid(images: torch.Tensor, nrow: int = 10) -> torch.Tensor:
     return make_grid(to_pixels(images.cpu()), nrow=nrow, padding=2, pad_value=1.0)
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid(images, nrow), path)
+def save_picture(picture: torch.Tensor, path: Path) -> Path:
+    """A 3 x H x W picture in [0, 1] as a PNG, written whole or not at all."""
+    with written(path) as f:
+        save_image(picture, f, format="png")
     return path
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 10) -> Path:
+    return save_picture(grid(images, nrow), path)
 
 
 def trajectory_strip(trajectory: list, max_images: int = 10) -> torch.Tensor:
@@ -40,6 +47,6 @@ def save_trajectory_gif(trajectory: list, path: Path, nrow: int = 10, frame_ms: 
     frames = [Image.fromarray((grid(x, nrow)[0] * 255).round().byte().numpy()) for _, x in trajectory]
     # Hold the final sample so that the loop pauses on it.
     frames += [frames[-1]] * 8
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    with written(path) as f:
+        frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
     return path

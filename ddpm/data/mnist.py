@@ -89,7 +89,8 @@ def find_split_files(root: str | os.PathLike, split: str, download: bool = True)
         except Exception as e:  # noqa: BLE001 - any failure here means "no data", reported in one line below
             missing = [n for n, p in zip(SPLIT_FILES[split], paths) if p is None]
             raise MNISTFileError(
-                f"MNIST files {missing} are missing in {raw_dir} and the download failed ({type(e).__name__}: {e}): "
+                f"MNIST files {missing} are missing in {raw_dir} and the download failed ({type(e).__name__}: "
+                f"{' '.join(str(e).split())}): "
                 f"put the four official .gz files in {raw_dir} or point data.root at a folder that has MNIST/raw/"
             ) from None
         paths = [_locate(raw_dir, name) for name in SPLIT_FILES[split]]

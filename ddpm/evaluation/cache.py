@@ -6,6 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ddpm.files import write_text
+
 
 def version(file) -> str:
     """A file as its name and modification time: a retrained judge or checkpoint is a new key."""
@@ -30,5 +32,5 @@ class ScoreCache:
 
     def put(self, ckpt: Path, what: str, value: dict) -> dict:
         self.entries[self.key(ckpt, what)] = value
-        self.path.write_text(json.dumps(self.entries, indent=1))
+        write_text(self.path, json.dumps(self.entries, indent=1))
         return value

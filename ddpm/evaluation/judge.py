@@ -1,7 +1,6 @@
 """The judge of sample quality: a small MNIST CNN (`Judge`). Its penultimate layer is the feature space of FID and
 KID; its predictions give the class accuracy of conditional samples. Trained by `ddpm-judge`."""
 
-import os
 from pathlib import Path
 
 import torch
@@ -10,6 +9,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ddpm.errors import ClassifierError
+from ddpm.files import save_tensors
 from ddpm.validation import integer, number, positive_int
 
 
@@ -38,11 +38,8 @@ class Judge(nn.Module):
 
 
 def save_judge(judge: Judge, path: Path, test_accuracy: float) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"config": judge.config, "state_dict": judge.state_dict(), "test_accuracy": test_accuracy}, tmp)
-    os.replace(tmp, path)  # never leave a half-written judge behind
-    return path
+    return save_tensors({"config": judge.config, "state_dict": judge.state_dict(), "test_accuracy": test_accuracy},
+                        path)
 
 
 def load_judge(path: str | Path) -> Judge:

@@ -9,10 +9,13 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ddpm.files import written  # noqa: E402
+
 
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with written(path) as f:
+        fig.savefig(f, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ddpm.evaluation import plots
 from ddpm.evaluation.runs import Run, read_scalars
+from ddpm.files import write_text
 
 
 def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary: list[dict], out: Path,
@@ -96,4 +97,4 @@ def write_report(cfg, runs: list[Run], summary: list[dict], figures: list[str], 
         "\n".join(lines),
         "Every single measurement: `results.csv`; the table above: `summary.csv`.",
     ]
-    (out / "report.md").write_text("\n\n".join(report) + "\n")
+    write_text(out / "report.md", "\n\n".join(report) + "\n")

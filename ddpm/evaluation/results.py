@@ -8,6 +8,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from ddpm.files import written
+
 RESULT_COLUMNS = ["run", "schedule", "loss", "T", "seed", "train_step", "train_minutes", "sampler", "steps", "guidance",
                   "guidance_interval", "nfe", "n", "fid",
                   "fid_floor", "kid", "kid_std", "class_accuracy", "bits_per_dim", "bits_per_dim_stderr",
@@ -48,7 +50,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    with open(path, "w", newline="") as f:
+    with written(path, text=True) as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -62,5 +64,4 @@ def merge_results(path: Path, rows: list[dict]) -> None:
     existing = list(csv.DictReader(open(path))) if path.exists() else []
     new = {key(r) for r in rows}
     merged = [r for r in existing if key(r) not in new] + rows
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_csv(path, sorted(merged, key=key), RESULT_COLUMNS)

@@ -12,11 +12,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, WeightAveraging
 from lightning.pytorch.callbacks import EMAWeightAveraging as LightningEMA
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
 from ddpm.data.images import grid, save_grid
-from ddpm.errors import ConfigError, Stopped
+from ddpm.errors import ConfigError, Stopped, argument
 from ddpm.sampling.generate import generate
 from ddpm.sampling.guidance import check_interval
 from ddpm.sampling.samplers import Sampler
@@ -146,7 +147,9 @@ class EMAWeightAveraging(LightningEMA):
 class StopCheckpoint(Checkpoint):
     """SIGTERM or SIGINT during training: the step under way is finished, `run_dir/checkpoints/last.ckpt` is saved
     (through the trainer's checkpoint IO, which writes atomically), one line says how to resume, and `Stopped` is
-    raised, so that the command exits with 128 + the signal number instead of 0. A second signal stops at once.
+    raised, so that the command exits with 128 + the signal number instead of 0. A second signal (Ctrl-C twice)
+    stops at once, with its own line: the step under way is not saved, and a checkpoint being written is left out
+    whole (its temporary file removed), so the last one saved is what resume= continues from; a third one kills.
 
     Lightning's own handling is not enough: its SIGTERM handler makes the loops raise SIGTERMException, a SystemExit
     with status 0, also in the middle of a validation, when the EMA callback has swapped the averaged weights in; and
@@ -171,10 +174,15 @@ class StopCheckpoint(Checkpoint):
                 signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:
-        if self.received is not None:
-            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
-            signal.raise_signal(signum)
-        self.received = signum
+        if self.received is None:
+            self.received = signum
+            return
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+        message = (f"stopped at once by a second {signal.Signals(signum).name}, without saving the step under way: "
+                   f"resume with {argument('resume', self.run_dir)} from its last checkpoint")
+        if rank_zero_only.rank == 0:
+            log.warning(message)
+        raise Stopped(message, signum)
 
     def on_sanity_check_start(self, trainer, pl_module):
         self._listen()
@@ -190,9 +198,9 @@ class StopCheckpoint(Checkpoint):
         accumulating = (batch_idx + 1) % trainer.accumulate_grad_batches != 0
         if not received or accumulating or 0 < trainer.max_steps <= trainer.global_step:
             return  # no signal, in the middle of a step, or the last step: that run ends as planned
-        trainer.save_checkpoint(self.dirpath / "last.ckpt")  # what resume=<run folder> reads
+        trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)  # what resume=<run folder> reads
         self._stop(trainer, f"stopped at step {trainer.global_step} of {trainer.max_steps}: resume with "
-                            f"resume={self.run_dir}", received)
+                            f"{argument('resume', self.run_dir)}", received)
 
     def stop_if_signalled(self, trainer) -> None:
         """After fit: a signal that came with the last step or after it (in the final validation) let the run

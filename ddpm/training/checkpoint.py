@@ -1,6 +1,6 @@
 """Writing checkpoints atomically, and reading them back without unpickling arbitrary objects."""
 
-import os
+import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -10,7 +10,10 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ddpm.errors import CheckpointError
+from ddpm.files import save_tensors
 from ddpm.training.module import DiffusionModule
+
+log = logging.getLogger(__name__)
 
 # Checkpoints name the classes of their network and schedule; those written before the subpackages name the
 # modules they had then.
@@ -98,21 +101,22 @@ def check_resumable(path: str | Path, module: DiffusionModule, trainer: L.Traine
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file beside it and renames it into place, so that a process killed
-    during a save leaves the previous checkpoint whole (TorchCheckpointIO writes into the file itself)."""
+    """Writes a checkpoint to a temporary file beside it and renames it into place (ddpm.files), so that a
+    process killed during a save, or a disk that fills up, leaves the previous checkpoint whole and no temporary file
+    (TorchCheckpointIO writes into the file itself). A checkpoint folder deleted under the running job is made
+    again, with a line that says so."""
+
+    def __init__(self):
+        super().__init__()
+        self.folders: set[Path] = set()
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        try:
-            with open(partial, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        folder = Path(path).parent
+        if folder in self.folders and not folder.is_dir():
+            log.warning(f"{folder} was deleted while the run went on: made again for {Path(path).name} (step "
+                        f"{checkpoint.get('global_step')}); the checkpoints it held are lost")
+        self.folders.add(folder)
+        save_tensors(checkpoint, path)
 
 
 def load_module(path: str | Path, ema: bool = True) -> DiffusionModule:
