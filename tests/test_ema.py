@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from ddpm.training.callbacks import EMAUpdate, EMAWeightAveraging, power_sigma_rel
+from ddpm.training.ema import EMAUpdate, EMAWeightAveraging, power_sigma_rel
 
 
 def _average(update: EMAUpdate, values: list[float]) -> float:

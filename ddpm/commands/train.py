@@ -18,9 +18,10 @@ from ddpm.cli.runtime import check_writable, cluster_plugins, requeued_checkpoin
 from ddpm.errors import CheckpointError, ConfigError, FolderInUseError, NonFiniteError, WriteError, argument
 from ddpm.evaluation.callbacks import SampleMetrics
 from ddpm.files import write_fault
-from ddpm.training.callbacks import HparamsSummary, StopCheckpoint
 from ddpm.training.checkpoint import check_resumable, load_checkpoint
+from ddpm.training.hparams import HparamsSummary
 from ddpm.training.precision import auto_precision
+from ddpm.training.stop import StopCheckpoint
 
 log = logging.getLogger(__name__)
 

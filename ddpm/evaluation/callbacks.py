@@ -7,7 +7,7 @@ from ddpm.evaluation.judge import load_judge
 from ddpm.evaluation.scores import SampleScorer, check_n, sample_images
 from ddpm.sampling.guidance import check_interval
 from ddpm.sampling.samplers import Sampler
-from ddpm.training.callbacks import EMAValidationCallback
+from ddpm.training.grids import EMAValidationCallback
 from ddpm.validation import integer, number, positive_int, text
 
 
