@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 import ddpm.training.exported as exported
 from ddpm.cli.runtime import user_error
 from ddpm.commands.export import export
+from ddpm.commands.nll import nll
 from ddpm.commands.sample import sample
 from ddpm.errors import CheckpointError, ConfigError
 from ddpm.training.checkpoint import load_checkpoint, load_module
@@ -88,6 +89,13 @@ def test_an_exported_file_samples_bitwise_like_its_checkpoint(checkpoint, export
         from_file = draw(tmp_path / "file", f"ckpt={exported_file}", "seed=5", *overrides)
         assert torch.equal(from_ckpt, from_file), overrides
         shutil.rmtree(tmp_path / "ckpt"), shutil.rmtree(tmp_path / "file")
+
+
+def test_nll_reads_an_exported_file_as_its_checkpoint(checkpoint, exported_file, tmp_path, shared_synthetic_mnist):
+    args = ["n=4", "head=2", "tail=1", f"data.root={shared_synthetic_mnist}", "data.check_md5=false"]
+    bound = [nll(compose_train(tmp_path / name, [f"ckpt={ckpt}", *args], config_name="nll"))["bits_per_dim"]
+             for name, ckpt in (("ckpt", checkpoint), ("file", exported_file))]
+    assert bound[0] == bound[1]
 
 
 def test_ema_false_exports_the_raw_weights(checkpoint, tmp_path):
