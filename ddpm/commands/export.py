@@ -30,7 +30,7 @@ def export(cfg: DictConfig) -> Path:
         raise ConfigError(f"out={cfg.out} exists: choose another file, or pass overwrite=true to replace it")
     check_writable(out.parent)
     checkpoint = load_checkpoint(cfg.ckpt)
-    source = str(Path(str(cfg.ckpt)).expanduser().resolve())
+    source = str(cfg.ckpt)  # as given: a shipped file names its run folder without the machine's own path
     # Text, or a mapping such as results_row={run:...,train_step:...}, whose commas Hydra would otherwise split.
     row = OmegaConf.to_container(cfg.results_row) if OmegaConf.is_config(cfg.results_row) else cfg.results_row
     write_whole(out, exported_bytes(checkpoint, source, ema=ema, results_row=row))
