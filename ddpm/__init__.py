@@ -9,9 +9,9 @@ The subpackages are layers; each may import the ones above it in this list and n
     sampling             reverse-process samplers, the guidance rule, batched seeded generation
     models               the denoising networks
     data                 MNIST as tensors, and images in [-1, 1] <-> pixels and pictures
-    training             the LightningModule, its callbacks, checkpoint IO
+    training             the LightningModule, its callbacks, checkpoint IO, exported models
     evaluation           the judge network, FID/KID/accuracy, the compare report's parts
     cli                  the Hydra glue: run_app, run folders, resolvers, sweep callbacks, the commands' checks
-    commands             one module per command (train, sample, evaluate, compare, nll, bench, judge); they
+    commands             one module per command (train, sample, evaluate, compare, nll, bench, judge, export); they
                          import the library and `run_app`, never each other
 """

@@ -66,6 +66,12 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    with written(path) as f:
+        f.write(data)
+    return Path(path)
+
+
 def save_tensors(obj, path: str | Path) -> Path:
     """torch.save through `written`, serialised in memory first: torch.save reports a failed write as a RuntimeError
     of its zip writer, without the errno that tells a full disk from a bug."""

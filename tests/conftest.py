@@ -39,12 +39,13 @@ def real_mnist() -> Path:
     return root
 
 
-def run_script(script: str, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_script(script: str, *args: str, check: bool = True, timeout: float = 900,
+               cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`python <script> args...` (a file of the project root: train.py) or `python -m <script> args...` (a module:
-    ddpm.commands.compare), from the project root as a user runs it; its output kept for the assertions."""
+    ddpm.commands.compare), from the project root (or `cwd`) as a user runs it; its output kept for the assertions."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     target = [str(ROOT / script)] if script.endswith(".py") else ["-m", script]
-    proc = subprocess.run([sys.executable, *target, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, *target, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"

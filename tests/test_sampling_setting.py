@@ -75,7 +75,7 @@ def _draw(out, ckpt, *overrides):
 
 
 def test_sample_draws_with_the_checkpoints_setting_and_says_so(quickstart_ckpt, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="ddpm.sampling.setting"):
+    with caplog.at_level(logging.INFO, logger="ddpm.commands.sample"):
         plain = _draw(tmp_path / "plain", quickstart_ckpt)
     assert "guidance 1.0 (checkpoint)" in caplog.text and "guidance_interval [-3.0, 3.0] (checkpoint)" in caplog.text
     explicit = _draw(tmp_path / "explicit", quickstart_ckpt, "guidance=1", "guidance_interval=[-3,3]", "steps=5")
@@ -86,7 +86,7 @@ def test_sample_draws_with_the_checkpoints_setting_and_says_so(quickstart_ckpt, 
 
 
 def test_the_command_line_still_wins(quickstart_ckpt, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="ddpm.sampling.setting"):
+    with caplog.at_level(logging.INFO, logger="ddpm.commands.sample"):
         unguided = _draw(tmp_path / "w0", quickstart_ckpt, "guidance=0")
     assert "guidance 0.0 (command line)" in caplog.text or "guidance 0 (command line)" in caplog.text
     assert "guidance_interval [-3.0, 3.0] (checkpoint)" in caplog.text

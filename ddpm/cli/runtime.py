@@ -169,7 +169,7 @@ def save_run_config(cfg: DictConfig) -> None:
 
 # What a command needs that no default can give (`???` in its yaml), and an example of each.
 REQUIRED = {"ckpt": "ckpt=outputs/train/runs/<run>/checkpoints/last.ckpt",
-            "runs": "runs=outputs/train/multiruns/<date>_<time>"}
+            "runs": "runs=outputs/train/multiruns/<date>_<time>", "out": "out=<name>.safetensors"}
 
 
 def user_error(error: BaseException) -> DDPMError | None:

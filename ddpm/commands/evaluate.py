@@ -32,13 +32,14 @@ def evaluate(cfg: DictConfig) -> dict:
     instantiate(cfg.sampler)  # a bad sampler option is refused before the checkpoint is read
     device = resolve_device(cfg.device)
     module = load_module(cfg.ckpt, ema=cfg.ema).to(device)
-    setting = command_setting(cfg, module.sampling_setting)
+    setting, sources = command_setting(cfg, module.sampling_setting)
     sampler = instantiate(setting["sampler"])
     sampler.set_timesteps(setting["steps"], module.diffusion.timesteps)  # refuse steps > T before any work
     scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), device=device)
     scorer.check_n("n", cfg.n)
     guidance = guidance_scale(setting["guidance"], module.conditional)
     interval = check_interval("guidance_interval", setting["guidance_interval"])
+    log.info(sources)
     with torch.inference_mode():
         scores = score_sampler(module, sampler, scorer, cfg.n, guidance, cfg.seed, cfg.batch_size, interval,
                                progress="sampling")

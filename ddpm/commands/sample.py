@@ -30,7 +30,7 @@ def sample(cfg: DictConfig) -> dict:
     check_writable(out)
     instantiate(cfg.sampler)  # a bad sampler option is refused before the checkpoint is read
     module = load_module(cfg.ckpt, ema=cfg.ema)
-    setting = command_setting(cfg, module.sampling_setting)
+    setting, sources = command_setting(cfg, module.sampling_setting)
     sampler = instantiate(setting["sampler"])
     T = module.diffusion.timesteps
     sampler.set_timesteps(setting["steps"], T)  # refuses steps > T before any work
@@ -45,6 +45,7 @@ def sample(cfg: DictConfig) -> dict:
     interval = check_interval("guidance_interval", setting["guidance_interval"])
 
     save_run_config(cfg)
+    log.info(sources)
     module.to(resolve_device(cfg.device))
     labels = cycling_labels(cfg.n, cfg.digit) if conditional else None
     within = f" at log-SNR in {show_interval(interval)}" if interval is not None and guidance else ""

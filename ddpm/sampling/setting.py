@@ -3,13 +3,9 @@ chosen by its experiment yaml); its training grids draw with it and write it int
 samples a checkpoint takes each of sampler, steps, guidance and guidance interval from the command line if given
 there, else from the checkpoint, else from the package default (conf/sampling/default.yaml), and logs which."""
 
-import logging
-
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
-
-log = logging.getLogger(__name__)
 
 KEYS = ("sampler", "steps", "guidance", "guidance_interval")
 
@@ -70,12 +66,12 @@ def describe(values: dict, sources: dict) -> str:
     return ", ".join(f"{key} {shown[key]} ({sources[key]})" for key in KEYS)
 
 
-def command_setting(cfg: DictConfig, stored: dict | None, prefix: str = "") -> dict:
+def command_setting(cfg: DictConfig, stored: dict | None, prefix: str = "") -> tuple[dict, str]:
     """sample and evaluate (prefix "") or compare's grid ("grid."): the setting for a checkpoint whose stored setting
-    is `stored`, logged with its sources."""
+    is `stored`, and the line that says where each value came from, for the command to log once its checks pass
+    (a log line opens the log file in the run folder, which a refused call must leave empty)."""
     node = OmegaConf.select(cfg, prefix[:-1]) if prefix else cfg
     default = {"sampler": _plain(node.sampler), "steps": node.get("steps"), "guidance": node.guidance,
                "guidance_interval": _plain(node.guidance_interval)}
     values, sources = resolve(default, stored, given_keys(prefix))
-    log.info(f"sampling setting: {describe(values, sources)}")
-    return values
+    return values, f"sampling setting: {describe(values, sources)}"

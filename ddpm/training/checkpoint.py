@@ -11,6 +11,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from ddpm.errors import CheckpointError
 from ddpm.files import save_tensors
+from ddpm.training.exported import is_exported, model_path, read_exported, weights_of
 from ddpm.training.module import DiffusionModule
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: pass ckpt=<run folder>/checkpoints/last.ckpt")
+    if is_exported(path):
+        raise CheckpointError(f"{path} is an exported model (its weights, no training state): sample, evaluate and "
+                              f"nll read it, training cannot resume from it or compare it")
     unreadable = f"checkpoint {path} cannot be read ({{}}): it is truncated or not a PyTorch file"
     if not zipfile.is_zipfile(path):  # what torch.save writes; a cut-off one has lost its central directory
         raise CheckpointError(unreadable.format("not a zip archive"))
@@ -120,16 +124,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def load_module(path: str | Path, ema: bool = True) -> DiffusionModule:
-    """The DiffusionModule of a checkpoint in eval mode: EMA weights by default (EMAWeightAveraging stores them as
-    `state_dict` and the raw training weights as `current_model_state`)."""
-    checkpoint = load_checkpoint(path)
+    """The DiffusionModule of a checkpoint, of an exported model (*.safetensors, ddpm.training.exported) or of the
+    shipped one (`pretrained`), in eval mode: EMA weights by default (EMAWeightAveraging stores them as `state_dict`
+    and the raw training weights as `current_model_state`; an exported file holds the one set it was exported with)."""
+    path = model_path(path)
+    if is_exported(path):
+        checkpoint = read_exported(path)
+        upgrade(checkpoint["hyper_parameters"])  # load_checkpoint does it for a checkpoint
+        which = checkpoint["provenance"].get("weights")
+        if not ema and which == "ema":
+            raise CheckpointError(f"ema=false asks for the raw weights, and {path} holds only its EMA weights: "
+                                  f"drop ema=false, or export the checkpoint again with ema=false")
+        weights = checkpoint["state_dict"]
+        log.info(f"exported model {path}: {which} weights of {checkpoint['provenance'].get('source')} at step "
+                 f"{checkpoint['provenance'].get('global_step')}")
+    else:
+        checkpoint = load_checkpoint(path)
+        weights, _ = weights_of(checkpoint, ema)
     try:
         module = DiffusionModule(**checkpoint["hyper_parameters"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} has a model config this version cannot build: {e}") from None
     # The sampling setting its recipe was measured at (ddpm.sampling.setting); None in checkpoints from before.
     module.sampling_setting = checkpoint.get("sampling")
-    weights = checkpoint["state_dict"] if ema else checkpoint.get("current_model_state", checkpoint["state_dict"])
     try:
         module.load_state_dict(weights)
     except RuntimeError as e:
