@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import make_synthetic_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["ddpm-train", "ddpm-sample", "ddpm-evaluate", "ddpm-compare", "ddpm-nll", "ddpm-bench", "ddpm-judge"]
+COMMANDS = ["ddpm-train", "ddpm-sample", "ddpm-evaluate", "ddpm-compare", "ddpm-nll", "ddpm-bench", "ddpm-judge",
+            "ddpm-tune"]
 
 
 @pytest.fixture(scope="module")
