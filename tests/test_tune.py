@@ -85,10 +85,15 @@ def study_of(run):
 
 
 def test_the_study_prunes_over_budget_settings_unsampled_writes_a_feasible_winner_and_resumes(run, digits, judge,
-                                                                                            sampled):
+                                                                                            sampled, caplog):
     from optuna.trial import TrialState
 
-    winner = tune_command.tune(tune_cfg(run, digits, judge, "n_trials=4", "max_nfe=12"))
+    with caplog.at_level(logging.INFO, logger="ddpm.commands.tune"):
+        winner = tune_command.tune(tune_cfg(run, digits, judge, "n_trials=4", "max_nfe=12"))
+    # One line per trial: the scored ones counted k/N with their scores, the pruned ones with their NFE.
+    scored_lines = [r.message for r in caplog.records if r.message.startswith("trial ") and "/4 (#" in r.message]
+    assert len(scored_lines) == 4 and all("FID" in m and "accuracy" in m and "NFE" in m for m in scored_lines)
+    assert "NFE > max_nfe=12, pruned unsampled" in caplog.text
     study = study_of(run)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     pruned = study.get_trials(states=(TrialState.PRUNED,))
@@ -146,6 +151,9 @@ def test_stored_for_prefers_the_runs_tuned_setting_and_refuses_a_bad_one(tmp_pat
              "guidance": 2.0, "guidance_interval": [-2.0, float("inf")]}
     OmegaConf.save(OmegaConf.create(tuned), tmp_path / TUNED)
     assert stored_for(ckpt, {"guidance": 1.0}) == (tuned, f"tuned ({tmp_path / TUNED})")
+    # A checkpoint outside a run's checkpoints/ folder has no run: its own setting.
+    (tmp_path / "elsewhere").mkdir()
+    assert stored_for(tmp_path / "elsewhere" / "x.ckpt", None) == (None, "checkpoint")
     (tmp_path / TUNED).write_text("guidance: 2\n")
     with pytest.raises(ConfigError, match="is not a sampling setting"):
         stored_for(ckpt, None)

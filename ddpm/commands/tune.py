@@ -15,6 +15,7 @@ import datetime
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import statistics
 from pathlib import Path
@@ -28,10 +29,10 @@ from ddpm.cli.optuna_sweeper import absolute_sqlite, heartbeats_outside_optimize
 from ddpm.cli.runtime import CONF, exit_on_user_error, resolve_device
 from ddpm.errors import ConfigError
 from ddpm.evaluation.scores import build_scorer, score_sampler
-from ddpm.sampling.guidance import Guided, show_interval
+from ddpm.sampling.guidance import Guided
 from ddpm.sampling.setting import TUNED, stored_setting, tuned_path
 from ddpm.training.checkpoint import load_module
-from ddpm.validation import integer, number, positive_int, show
+from ddpm.validation import integer, is_number, number, positive_int, show
 
 log = logging.getLogger(__name__)
 
@@ -50,50 +51,40 @@ def sampler_names() -> list[str]:
     return sorted(p.stem for p in (CONF / "sampler").glob("*.yaml"))
 
 
-def _range(key: str, value, kind) -> tuple:
-    """A [lo, hi] pair of the search space, lo <= hi."""
-    allowed = f"[lo, hi] with lo <= hi ({'integers' if kind is integer else 'numbers'})"
-    if not OmegaConf.is_list(value) or len(value) != 2:
-        raise ConfigError(f"{key}={show(value)} is invalid: use {allowed}")
-    lo, hi = (kind(key, v) for v in value)
-    if lo > hi:
-        raise ConfigError(f"{key}={show(value)} is invalid: use {allowed}")
-    return lo, hi
+def _range(key: str, value, low: float, integers: bool = False, low_open: bool = False) -> None:
+    """A [lo, hi] pair of the search space: low <= lo <= hi (low < lo when low_open)."""
+    valid = OmegaConf.is_list(value) and len(value) == 2 and all(
+        is_number(v) and (not integers or int(v) == v) for v in value)
+    if not valid or value[0] > value[1] or value[0] < low or (low_open and value[0] == low):
+        bound = "" if low == -math.inf else f"{low:g} {'<' if low_open else '<='} "
+        raise ConfigError(f"{key}={show(value)} is invalid: use [lo, hi], {'integers' if integers else 'numbers'} "
+                          f"with {bound}lo <= hi")
 
 
 def check_options(cfg: DictConfig) -> None:
     """Everything the study takes that can be refused before the checkpoint is read."""
     positive_int("n_trials", cfg.n_trials, hint=" (scored trials of the study)")
-    integer("seed", cfg.seed, low=0)
-    integer("study_seed", cfg.study_seed, low=0)
-    integer("startup_trials", cfg.startup_trials, low=0)
+    for key in ("seed", "study_seed", "startup_trials"):
+        integer(key, cfg[key], low=0)
     number("min_accuracy", cfg.min_accuracy, 0, 1, low_open=True, hint=" (class accuracy, judge 1)")
     positive_int("max_nfe", cfg.max_nfe, hint=" (network evaluations per image)")
-    positive_int("heartbeat_interval", cfg.heartbeat_interval)
-    positive_int("batch_size", cfg.batch_size)
-    positive_int("final.finalists", cfg.final.finalists)
+    for key in ("heartbeat_interval", "batch_size", "final.finalists"):
+        positive_int(key, OmegaConf.select(cfg, key))
     seeds = cfg.final.seeds
     if not OmegaConf.is_list(seeds) or not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"final.seeds={show(seeds)} is invalid: use a list of distinct sampling seeds, e.g. [0,1,2]")
     for s in seeds:
         integer("final.seeds", s, low=0)
-    samplers = cfg.search.samplers
-    known = sampler_names()
+    samplers, known = cfg.search.samplers, sampler_names()
     if not OmegaConf.is_list(samplers) or not samplers:
         raise ConfigError(f"search.samplers={show(samplers)} is invalid: use a list of {', '.join(known)}")
     for name in samplers:
         if name not in known:
             raise ConfigError(f"search.samplers: {name} is unknown: use some of {', '.join(known)}")
-    _range("search.steps", cfg.search.steps, integer)
-    if cfg.search.steps[0] < 1:
-        raise ConfigError(f"search.steps={show(cfg.search.steps)} is invalid: use step counts of 1 or more")
-    guidance = _range("search.guidance", cfg.search.guidance, number)
-    if guidance[0] < 0:
-        raise ConfigError(f"search.guidance={show(cfg.search.guidance)} is invalid: use guidance scales >= 0")
-    _range("search.interval_lo", cfg.search.interval_lo, number)
-    width = _range("search.interval_width", cfg.search.interval_width, number)
-    if width[0] <= 0:
-        raise ConfigError(f"search.interval_width={show(cfg.search.interval_width)} is invalid: use widths > 0")
+    _range("search.steps", cfg.search.steps, 1, integers=True)
+    _range("search.guidance", cfg.search.guidance, 0)
+    _range("search.interval_lo", cfg.search.interval_lo, -math.inf)
+    _range("search.interval_width", cfg.search.interval_width, 0, low_open=True)
 
 
 def setting_of(params: dict) -> dict:
@@ -130,7 +121,7 @@ def prepared(module, setting: dict):
 def describe(setting: dict) -> str:
     name = setting["sampler"]["_target_"].rsplit(".", 1)[-1].removesuffix("Sampler")
     interval = setting["guidance_interval"]
-    where = "every step" if interval is None else f"log-SNR in {show_interval(tuple(interval))}"
+    where = "every step" if interval is None else f"log-SNR in [{interval[0]:.2f}, {interval[1]:.2f}]"
     return f"{name}-{setting['steps']}, w = {setting['guidance']:.2f} at {where}"
 
 
@@ -147,6 +138,7 @@ def open_study(cfg: DictConfig, folder: Path):
     is sampled. TPE is seeded past the draws of the earlier calls, so that it does not replay them."""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # this command's own lines say what Optuna's would
     url = absolute_sqlite(f"sqlite:///{folder / 'study.db'}")
     storage = optuna.storages.RDBStorage(
         url, heartbeat_interval=cfg.heartbeat_interval,
@@ -184,7 +176,7 @@ def run_study(cfg: DictConfig, study, module, scorer) -> None:
         trial.set_user_attr("nfe", nfe)
         trial.set_constraint("nfe", nfe - cfg.max_nfe)
         if nfe > cfg.max_nfe:
-            log.info(f"trial {trial.number}: {describe(setting)}: {nfe} NFE > max_nfe={cfg.max_nfe}, pruned unsampled")
+            log.info(f"trial #{trial.number}: {describe(setting)}: {nfe} NFE > max_nfe={cfg.max_nfe}, pruned unsampled")
             raise optuna.TrialPruned()
         with torch.inference_mode():
             scores = score_sampler(module, sampler, scorer, cfg.n, setting["guidance"], cfg.seed, cfg.batch_size,
@@ -203,7 +195,6 @@ def run_study(cfg: DictConfig, study, module, scorer) -> None:
     log.info(f"study {study.study_name}: {len(scored(study))} scored trials so far, {max(missing, 0)} to go")
     if missing <= 0:
         return
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the lines above say what Optuna's would
     # Pruned trials cost no sampling: the run stops at n_trials scored ones, or after ten times as many draws.
     study.optimize(objective, n_trials=10 * missing,
                    callbacks=[MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE,))])

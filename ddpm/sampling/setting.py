@@ -71,8 +71,10 @@ def load_tuned(path: Path) -> dict:
 
 
 def stored_for(ckpt, checkpoint_setting: dict | None) -> tuple[dict | None, str]:
-    """The stored setting a command uses for `ckpt` and its source: the run's tuned one, else the checkpoint's."""
-    path = tuned_path(ckpt) if ckpt is not None else None
+    """The stored setting a command uses for `ckpt` and its source: the run's tuned one, else the checkpoint's. Only
+    a checkpoint in a run's checkpoints/ folder has a run (a file elsewhere says nothing about its grandparent)."""
+    in_run = ckpt is not None and Path(ckpt).expanduser().absolute().parent.name == "checkpoints"
+    path = tuned_path(ckpt) if in_run else None
     if path is not None and path.is_file():
         return load_tuned(path), f"tuned ({path})"
     return checkpoint_setting, "checkpoint"
