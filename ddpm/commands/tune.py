@@ -87,10 +87,17 @@ def check_options(cfg: DictConfig) -> None:
     _range("search.interval_width", cfg.search.interval_width, 0, low_open=True)
 
 
+def sampler_config(name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(CONF / "sampler" / f"{name}.yaml"))
+
+
+def _but_steps(sampler: dict) -> dict:
+    return {k: v for k, v in sampler.items() if k != "steps"}
+
+
 def setting_of(params: dict) -> dict:
     """A trial's parameters as a stored setting (the shape of checkpoint["sampling"] and sampling.yaml)."""
-    sampler = OmegaConf.to_container(OmegaConf.load(CONF / "sampler" / f"{params['sampler']}.yaml"))
-    sampler["steps"] = params["steps"]
+    sampler = {**sampler_config(params["sampler"]), "steps": params["steps"]}
     interval = {"every step": None, "bounded": [params.get("lo"), params.get("lo", 0) + params.get("width", 0)],
                 "open above": [params.get("lo"), float("inf")]}[params["interval"]]
     return stored_setting(sampler, params["guidance"], interval)
@@ -107,6 +114,38 @@ def suggest(trial, search: DictConfig) -> dict:
     if kind == "bounded":
         trial.suggest_float("width", *search.interval_width)
     return setting_of(trial.params)
+
+
+def params_of(setting: dict, search: DictConfig) -> dict | None:
+    """The trial parameters of a stored setting (the inverse of setting_of), or None where the search space does
+    not hold it: a sampler config other than those of search.samplers, or a value outside a searched range."""
+    names = [n for n in search.samplers if _but_steps(sampler_config(n)) == _but_steps(setting["sampler"])]
+    steps = setting.get("steps") or setting["sampler"].get("steps")
+    interval = setting.get("guidance_interval")
+    params = {"sampler": names[0] if names else None, "steps": steps, "guidance": setting["guidance"]}
+    if interval is None:
+        params["interval"] = "every step"
+    else:
+        lo, hi = (float(v) for v in interval)
+        params.update(interval="open above" if hi == math.inf else "bounded", lo=lo)
+        if hi != math.inf:
+            params["width"] = hi - lo
+    inside = [params["sampler"] is not None, steps is not None] + [
+        params[key] is not None and lo <= params[key] <= hi for key, (lo, hi) in
+        (("steps", search.steps), ("guidance", search.guidance), ("lo", search.interval_lo),
+         ("width", search.interval_width)) if key in params]
+    return params if all(inside) else None
+
+
+def incumbents(cfg: DictConfig, module) -> dict[str, dict]:
+    """The settings a tuned one must beat, by name, where the search space holds them: the package default and the
+    checkpoint's own."""
+    default = stored_setting(OmegaConf.to_container(cfg.incumbent.sampler, resolve=True), cfg.incumbent.guidance,
+                             cfg.incumbent.guidance_interval)
+    found = {"package default": params_of(default, cfg.search)}
+    if module.sampling_setting:
+        found["checkpoint's setting"] = params_of(module.sampling_setting, cfg.search)
+    return {name: params for name, params in found.items() if params is not None}
 
 
 def prepared(module, setting: dict):
@@ -157,6 +196,15 @@ def open_study(cfg: DictConfig, folder: Path):
     return study, url
 
 
+def enqueue_incumbents(study, found: dict[str, dict]) -> None:
+    """The incumbents the study has not tried yet go first, so that the search starts from them and the re-scoring
+    sets them beside what it finds."""
+    tried = {t.user_attrs.get("incumbent") for t in study.get_trials(deepcopy=False)}
+    for name, params in found.items():
+        if name not in tried:
+            study.enqueue_trial(params, user_attrs={"incumbent": name})
+
+
 def scored(study) -> list:
     from optuna.trial import TrialState
 
@@ -200,10 +248,12 @@ def run_study(cfg: DictConfig, study, module, scorer) -> None:
                    callbacks=[MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE,))])
 
 
-def feasible(study, cfg: DictConfig) -> list:
-    ok = [t for t in scored(study) if t.user_attrs["class_accuracy"] >= cfg.min_accuracy
-          and t.user_attrs["nfe"] <= cfg.max_nfe]
-    return sorted(ok, key=lambda t: t.value)
+def finalists(study, cfg: DictConfig) -> list:
+    """The best final.finalists feasible trials, then the feasible incumbents among the rest."""
+    ok = sorted((t for t in scored(study) if t.user_attrs["class_accuracy"] >= cfg.min_accuracy
+                 and t.user_attrs["nfe"] <= cfg.max_nfe), key=lambda t: t.value)
+    best = ok[: cfg.final.finalists]
+    return best + [t for t in ok[cfg.final.finalists:] if "incumbent" in t.user_attrs]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -223,7 +273,8 @@ def rescore(cfg: DictConfig, study, trial, module, scorer) -> dict:
         with torch.inference_mode():
             runs.append(score_sampler(module, sampler, scorer, cfg.final.n, setting["guidance"], seed, cfg.batch_size,
                                       setting["guidance_interval"]))
-    row = {"trial": trial.number, "nfe": nfe, "seconds": sum(r["sampling_seconds"] for r in runs)}
+    row = {"trial": trial.number, "incumbent": trial.user_attrs.get("incumbent"), "nfe": nfe,
+           "seconds": sum(r["sampling_seconds"] for r in runs)}
     for name in [k for k in runs[0] if k.startswith(("fid", "class_accuracy"))]:
         row[name], row[f"{name}_std"] = mean_std([r[name] for r in runs])
     log.info(f"finalist #{trial.number}: {describe(setting)}: FID {row['fid']:.2f} +- {row['fid_std']:.2f} "
@@ -249,13 +300,16 @@ def write_report(path: Path, cfg: DictConfig, study, rows: list[dict], winner: d
     lines = [f"# ddpm-tune: {cfg.ckpt}", "",
              f"{len(scored(study))} scored trials ({len(study.trials)} drawn) at n = {cfg.n}, sampling seed "
              f"{cfg.seed}; constraints: class accuracy >= {cfg.min_accuracy}, <= {cfg.max_nfe} NFE. The best "
-             f"{len(rows)} feasible re-scored at n = {cfg.final.n} over sampling seeds "
+             f"{cfg.final.finalists} feasible trials, and the feasible incumbents, re-scored at n = {cfg.final.n} "
+             "over sampling seeds "
              f"{', '.join(map(str, cfg.final.seeds))} (mean ± standard deviation); floor at that n: "
              + (f"FID {rows[0]['fid_floor']:.2f} (judge 1)" if rows else "none")
              + (f", {rows[0]['fid_floor_judge2']:.2f} (judge 2)" if judge2 else "") + ".", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         setting = describe(setting_of(study.trials[r["trial"]].params))
+        if r.get("incumbent"):
+            setting += f" ({r['incumbent']})"
         cells = [str(r["trial"]), setting, str(r["nfe"]), pm(r, "fid"), *([pm(r, "fid_judge2")] if judge2 else []),
                  f"{r['class_accuracy']:.3f} ± {r['class_accuracy_std']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -294,12 +348,13 @@ def tune(cfg: DictConfig) -> dict | None:
     folder.mkdir(parents=True, exist_ok=True)
     with heartbeats_outside_optimize():
         study, url = open_study(cfg, folder)
+        enqueue_incumbents(study, incumbents(cfg, module))
         log.info(f"study {url}; to watch it: optuna-dashboard {url}")
         run_study(cfg, study, module, scorer)
-    finalists = feasible(study, cfg)[: cfg.final.finalists]
-    log.info(f"re-scoring the best {len(finalists)} feasible trials at n = {cfg.final.n}, seeds "
+    chosen = finalists(study, cfg)
+    log.info(f"re-scoring {len(chosen)} feasible trials (the best, and the incumbents) at n = {cfg.final.n}, seeds "
              f"{list(cfg.final.seeds)}")
-    rows = [rescore(cfg, study, trial, module, scorer) for trial in finalists]
+    rows = [rescore(cfg, study, trial, module, scorer) for trial in chosen]
     good = [r for r in rows if r["class_accuracy"] >= cfg.min_accuracy]
     winner = min(good, key=lambda r: r["fid"]) if good else None
     write_report(folder / "report.md", cfg, study, rows, winner)
