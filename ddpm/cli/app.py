@@ -8,7 +8,6 @@ and to open the log file only when something is logged, so that a call refused b
 folder, which `exit_on_user_error` removes: nothing written, nothing overwritten.
 """
 
-import importlib.util
 import sys
 import warnings
 from pathlib import Path
@@ -22,7 +21,7 @@ from hydra.errors import OverrideParseException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ddpm.cli.runtime import CONF, check_writable, exit_on_user_error, lightning_messages_to_stdout
+from ddpm.cli.runtime import CONF, check_writable, exit_on_user_error, installed, lightning_messages_to_stdout
 from ddpm.errors import ConfigError
 from hydra_plugins.ddpm_optuna_sweeper import OptunaSweeper
 
@@ -46,13 +45,6 @@ PLUGINS = {
     "hparams_search=optuna": ("optuna", "optuna"),
     "hydra/sweeper=optuna": ("optuna", "optuna"),
 }
-
-
-def installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # its parent package (hydra_plugins) is missing too
-        return False
 
 
 def check_group_choices(args: list[str], conf_dir: Path = CONF) -> None:

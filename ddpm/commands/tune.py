@@ -24,9 +24,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ddpm.cli.app import installed, run_app
+from ddpm.cli.app import run_app
 from ddpm.cli.optuna_sweeper import absolute_sqlite, heartbeats_outside_optimize
-from ddpm.cli.runtime import CONF, exit_on_user_error, resolve_device
+from ddpm.cli.runtime import CONF, exit_on_user_error, installed, resolve_device
 from ddpm.errors import ConfigError
 from ddpm.evaluation.scores import build_scorer, score_sampler
 from ddpm.sampling.guidance import Guided
