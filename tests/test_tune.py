@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY, compose_train, make_synthetic_mnist
+from conftest import TINY, compose_train, make_synthetic_mnist, run_script
 from omegaconf import OmegaConf
 
 import ddpm.commands.tune as tune_command
@@ -204,3 +204,11 @@ def test_without_optuna_one_line_says_how_to_install_it(monkeypatch, capsys):
         tune_command.main()
     assert exit_.value.code == 2
     assert capsys.readouterr().err == "error: ddpm-tune needs optuna: pip install -e '.[optuna]'\n"
+
+
+@pytest.mark.slow
+def test_the_command_refuses_bad_input_in_one_line_as_a_process(tmp_path):
+    proc = run_script("ddpm.commands.tune", "ckpt=x", "max_nfe=0", f"hydra.run.dir={tmp_path / 'out'}", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: max_nfe=0 is invalid: use an integer >= 1 (network evaluations per image)\n"
+    assert not (tmp_path / "out").exists()
