@@ -246,6 +246,9 @@ def run_study(cfg: DictConfig, study, module, scorer) -> None:
     # Pruned trials cost no sampling: the run stops at n_trials scored ones, or after ten times as many draws.
     study.optimize(objective, n_trials=10 * missing,
                    callbacks=[MaxTrialsCallback(cfg.n_trials, states=(TrialState.COMPLETE,))])
+    if len(scored(study)) < cfg.n_trials:
+        log.warning(f"{10 * missing} draws gave {len(scored(study))} scored trials of n_trials={cfg.n_trials}: most "
+                    f"settings of the search space cost more than max_nfe={cfg.max_nfe} (narrow search.steps)")
 
 
 def finalists(study, cfg: DictConfig) -> list:
