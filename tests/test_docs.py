@@ -27,7 +27,7 @@ INLINE_CODE = re.compile(r"`[^`\n]*`")
 COMMENT = re.compile(r"<!--.*?-->", re.S)
 # Each command's config in conf/ (ddpm/commands/<name>.py: run_app(<config>, ...)).
 CONFIGS = {"train": "train", "sample": "sample", "evaluate": "evaluate", "compare": "compare", "nll": "nll",
-           "bench": "bench", "judge": "classifier", "export": "export"}
+           "bench": "bench", "judge": "classifier", "export": "export", "tune": "tune"}
 
 
 def prose(text: str) -> str:

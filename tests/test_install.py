@@ -14,7 +14,7 @@ from tests.conftest import make_synthetic_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["ddpm-train", "ddpm-sample", "ddpm-evaluate", "ddpm-compare", "ddpm-nll", "ddpm-bench", "ddpm-judge",
-            "ddpm-export"]
+            "ddpm-export", "ddpm-tune"]
 
 
 @pytest.fixture(scope="module")

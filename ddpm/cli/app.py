@@ -9,7 +9,6 @@ folder, which `exit_on_user_error` removes: nothing written, nothing overwritten
 """
 
 import difflib
-import importlib.util
 import sys
 import warnings
 from pathlib import Path
@@ -25,7 +24,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ddpm.cli.runtime import CONF, check_writable, exit_if_stopped, exit_on_user_error, lightning_messages_to_stdout
+from ddpm.cli.runtime import (
+    CONF,
+    check_writable,
+    exit_if_stopped,
+    exit_on_user_error,
+    installed,
+    lightning_messages_to_stdout,
+)
 from ddpm.errors import ConfigError, hydra_value
 from hydra_plugins.ddpm_optuna_sweeper import OptunaSweeper
 from hydra_plugins.ddpm_ray_launcher import RayLauncher
@@ -58,13 +64,6 @@ PLUGINS = {
     "hparams_search=optuna": ("optuna", "optuna"),
     "hydra/sweeper=optuna": ("optuna", "optuna"),
 }
-
-
-def installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # its parent package (hydra_plugins) is missing too
-        return False
 
 
 def check_group_choices(args: list[str], conf_dir: Path = CONF) -> None:

@@ -5,6 +5,7 @@ how bad input ends (one `error:` line, exit status 2, the empty run folder remov
 import contextlib
 import fcntl
 import functools
+import importlib.util
 import logging
 import os
 import socket
@@ -42,6 +43,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name} but no CUDA GPU is visible: use device=cpu or device=auto")
     return torch.device(name)
+
+
+def installed(module: str) -> bool:
+    """An optional package (a Hydra plugin, Optuna) can be imported."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package (hydra_plugins) is missing too
+        return False
 
 
 def check_writable(folder: str | Path) -> None:

@@ -30,7 +30,7 @@ def sample(cfg: DictConfig) -> dict:
     check_writable(out)
     instantiate(cfg.sampler)  # a bad sampler option is refused before the checkpoint is read
     module = load_module(cfg.ckpt, ema=cfg.ema)
-    setting, sources = command_setting(cfg, module.sampling_setting)
+    setting, sources = command_setting(cfg, module.sampling_setting, ckpt=cfg.ckpt)
     sampler = instantiate(setting["sampler"])
     T = module.diffusion.timesteps
     sampler.set_timesteps(setting["steps"], T)  # refuses steps > T before any work

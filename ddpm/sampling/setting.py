@@ -1,13 +1,20 @@
 """The sampling setting of a checkpoint. A recipe states the setting measured for it (conf/sampling/<name>.yaml,
 chosen by its experiment yaml); its training grids draw with it and write it into every checkpoint. A command that
 samples a checkpoint takes each of sampler, steps, guidance and guidance interval from the command line if given
-there, else from the checkpoint, else from the package default (conf/sampling/default.yaml), and logs which."""
+there, else from the stored setting, else from the package default (conf/sampling/default.yaml), and logs which. The
+stored setting is the run folder's sampling.yaml (what `ddpm-tune` found for it) when there is one beside the
+checkpoint's folder, else the checkpoint's own."""
+
+from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from ddpm.errors import ConfigError
+
 KEYS = ("sampler", "steps", "guidance", "guidance_interval")
+TUNED = "sampling.yaml"  # in the run folder, beside checkpoints/: written by ddpm-tune
 
 
 def _plain(value):
@@ -41,8 +48,38 @@ def given_keys(prefix: str = "") -> set[str]:
     return given
 
 
-def resolve(default: dict, stored: dict | None, given: set[str]) -> tuple[dict, dict[str, str]]:
-    """The setting to sample with and where each value came from ("command line", "checkpoint", "default").
+def tuned_path(ckpt) -> Path:
+    """Where ddpm-tune writes the setting of the run that holds `ckpt` (<run>/checkpoints/<name>.ckpt)."""
+    return Path(ckpt).expanduser().absolute().parent.parent / TUNED
+
+
+def load_tuned(path: Path) -> dict:
+    """A run folder's sampling.yaml: the keys of KEYS, the sampler a config with its _target_; anything else is
+    refused in one line rather than sampled with."""
+    try:
+        setting = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception as e:  # YAML's and OmegaConf's parse errors have no common base
+        raise ConfigError(f"{path} cannot be read as a sampling setting ({type(e).__name__}): fix or delete it") from e
+    sampler = setting.get("sampler") if isinstance(setting, dict) else None
+    if not isinstance(sampler, dict) or "_target_" not in sampler or not set(setting) <= set(KEYS):
+        raise ConfigError(f"{path} is not a sampling setting: it needs `sampler:` (a sampler config with _target_) "
+                          f"and may hold only {', '.join(KEYS)}; fix or delete it")
+    return setting
+
+
+def stored_for(ckpt, checkpoint_setting: dict | None) -> tuple[dict | None, str]:
+    """The stored setting a command uses for `ckpt` and its source: the run's tuned one, else the checkpoint's. Only
+    a checkpoint in a run's checkpoints/ folder has a run (a file elsewhere says nothing about its grandparent)."""
+    in_run = ckpt is not None and Path(ckpt).expanduser().absolute().parent.name == "checkpoints"
+    path = tuned_path(ckpt) if in_run else None
+    if path is not None and path.is_file():
+        return load_tuned(path), f"tuned ({path})"
+    return checkpoint_setting, "checkpoint"
+
+
+def resolve(default: dict, stored: dict | None, given: set[str],
+            stored_source: str = "checkpoint") -> tuple[dict, dict[str, str]]:
+    """The setting to sample with and where each value came from ("command line", `stored_source`, "default").
     `default` holds the composed config's values (the command line's where given). A checkpoint's steps belong to
     its sampler: with another sampler from the command line they go too, for that sampler's own count."""
     stored = stored or {}
@@ -51,7 +88,7 @@ def resolve(default: dict, stored: dict | None, given: set[str]) -> tuple[dict, 
         if key in given:
             values[key], sources[key] = default[key], "command line"
         elif key in stored and not (key == "steps" and "sampler" in given):
-            values[key], sources[key] = stored[key], "checkpoint"
+            values[key], sources[key] = stored[key], stored_source
         else:
             values[key], sources[key] = default[key], "default"
     return values, sources
@@ -66,12 +103,14 @@ def describe(values: dict, sources: dict) -> str:
     return ", ".join(f"{key} {shown[key]} ({sources[key]})" for key in KEYS)
 
 
-def command_setting(cfg: DictConfig, stored: dict | None, prefix: str = "") -> tuple[dict, str]:
+def command_setting(cfg: DictConfig, stored: dict | None, prefix: str = "", ckpt=None) -> tuple[dict, str]:
     """sample and evaluate (prefix "") or compare's grid ("grid."): the setting for a checkpoint whose stored setting
-    is `stored`, and the line that says where each value came from, for the command to log once its checks pass
-    (a log line opens the log file in the run folder, which a refused call must leave empty)."""
+    is `stored` (or, given the checkpoint's path `ckpt`, its run's tuned one: stored_for), and the line that says
+    where each value came from, for the command to log once its checks pass (a log line opens the log file in the
+    run folder, which a refused call must leave empty)."""
+    stored, source = stored_for(ckpt, stored)
     node = OmegaConf.select(cfg, prefix[:-1]) if prefix else cfg
     default = {"sampler": _plain(node.sampler), "steps": node.get("steps"), "guidance": node.guidance,
                "guidance_interval": _plain(node.guidance_interval)}
-    values, sources = resolve(default, stored, given_keys(prefix))
+    values, sources = resolve(default, stored, given_keys(prefix), source)
     return values, f"sampling setting: {describe(values, sources)}"
