@@ -32,7 +32,8 @@ def evaluate(cfg: DictConfig) -> dict:
     instantiate(cfg.sampler)  # a bad sampler option is refused before the checkpoint is read
     device = resolve_device(cfg.device)
     module = load_module(cfg.ckpt, ema=cfg.ema).to(device)
-    setting, sources = command_setting(cfg, module.sampling_setting, ckpt=cfg.ckpt)
+    setting, sources = command_setting(cfg, module.sampling_setting, ckpt=cfg.ckpt,
+                                        conditional=module.conditional)
     sampler = instantiate(setting["sampler"])
     sampler.set_timesteps(setting["steps"], module.diffusion.timesteps)  # refuse steps > T before any work
     scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), device=device)

@@ -30,11 +30,11 @@ def sample(cfg: DictConfig) -> dict:
     check_writable(out)
     instantiate(cfg.sampler)  # a bad sampler option is refused before the checkpoint is read
     module = load_module(cfg.ckpt, ema=cfg.ema)
-    setting, sources = command_setting(cfg, module.sampling_setting, ckpt=cfg.ckpt)
+    conditional = module.conditional and not cfg.unconditional
+    setting, sources = command_setting(cfg, module.sampling_setting, ckpt=cfg.ckpt, conditional=conditional)
     sampler = instantiate(setting["sampler"])
     T = module.diffusion.timesteps
     sampler.set_timesteps(setting["steps"], T)  # refuses steps > T before any work
-    conditional = module.conditional and not cfg.unconditional
     if cfg.digit is not None and not conditional:
         raise ConfigError(
             f"digit={cfg.digit} needs class-conditional sampling, and {cfg.ckpt} is unconditional: drop digit="

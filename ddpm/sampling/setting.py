@@ -103,7 +103,8 @@ def describe(values: dict, sources: dict) -> str:
     return ", ".join(f"{key} {shown[key]} ({sources[key]})" for key in KEYS)
 
 
-def command_setting(cfg: DictConfig, stored: dict | None, prefix: str = "", ckpt=None) -> tuple[dict, str]:
+def command_setting(cfg: DictConfig, stored: dict | None, prefix: str = "", ckpt=None,
+                    conditional: bool = True) -> tuple[dict, str]:
     """sample and evaluate (prefix "") or compare's grid ("grid."): the setting for a checkpoint whose stored setting
     is `stored` (or, given the checkpoint's path `ckpt`, its run's tuned one: stored_for), and the line that says
     where each value came from, for the command to log once its checks pass (a log line opens the log file in the
@@ -113,4 +114,6 @@ def command_setting(cfg: DictConfig, stored: dict | None, prefix: str = "", ckpt
     default = {"sampler": _plain(node.sampler), "steps": node.get("steps"), "guidance": node.guidance,
                "guidance_interval": _plain(node.guidance_interval)}
     values, sources = resolve(default, stored, given_keys(prefix), source)
+    if not conditional:  # guidance mixes a conditional prediction with the unconditional one: there is none here
+        values, sources = {**values, "guidance": 0.0}, {**sources, "guidance": "unconditional sampling"}
     return values, f"sampling setting: {describe(values, sources)}"
