@@ -2,6 +2,7 @@
 five-minute page, every command of its quick start composes against conf/ (Hydra's compose API, no run), and every
 number that scripts/docs_numbers.py generates from docs/compare/*.csv is what the committed rows give."""
 
+import json
 import re
 import shlex
 import sys
@@ -324,3 +325,12 @@ def test_scaling_command_composes(args):
             devices = cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1  # auto: SLURM's one
             assert launcher["tasks_per_node"] == devices and launcher["nodes"] == cfg.trainer.num_nodes
             assert launcher["gpus_per_node"] == (devices if cfg.trainer.accelerator == "gpu" else 0)
+
+
+def test_tuning_md_quotes_the_bf16_benchmark_it_links():
+    """docs/tuning.md's bf16 lever: the throughputs of the committed benchmark json it links, and their ratio."""
+    bench = json.loads((ROOT / "docs" / "tuning" / "bench_bf16_2026-12-05.json").read_text())["models"]["small"]
+    bf16, fp32 = bench["bf16"]["train_images_per_s"], bench["channels_last"]["train_images_per_s"]
+    text = " ".join((ROOT / "docs" / "tuning.md").read_text().split())
+    assert f"{bf16:.0f} against {fp32:.0f} training images/s ({bf16 / fp32:.2f}x;" in text
+    assert "(tuning/bench_bf16_2026-12-05.json)" in text
