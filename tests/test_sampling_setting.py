@@ -46,12 +46,6 @@ def test_given_keys_reads_the_command_line(tmp_path, overrides, expected):
     assert given_keys() == expected
 
 
-def test_given_keys_of_compares_grid(tmp_path):
-    compose_train(tmp_path, ["runs=x", "grid.guidance=2", "sampler@grid.sampler=ddim", "n=10"],
-                  config_name="compare")
-    assert given_keys("grid.") == {"guidance", "sampler"}
-
-
 @pytest.fixture(scope="module")
 def quickstart_ckpt(tmp_path_factory, shared_synthetic_mnist):
     """experiment=quickstart's setting (w = 1 in [-3, 3]) on the tiny debug run (its grids: 5 steps)."""

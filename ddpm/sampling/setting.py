@@ -30,22 +30,13 @@ def stored_setting(sampler: dict, guidance: float, guidance_interval) -> dict:
             "guidance_interval": interval}
 
 
-def given_keys(prefix: str = "") -> set[str]:
-    """The keys of KEYS (under `prefix`, e.g. "grid.") that this command's own command line sets: `sampler=ddim`,
-    `sampler.order=1` and `sampler@grid.sampler=ddim` all name the sampler."""
+def given_keys() -> set[str]:
+    """The keys of KEYS that this command's own command line sets: `sampler=ddim` and `sampler.order=1` both name
+    the sampler."""
     if not HydraConfig.initialized():
         return set()
-    given = set()
-    for override in OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task)):
-        key = override.key_or_group
-        if override.package:  # sampler@grid.sampler=ddim: the group's option placed at grid.sampler
-            key = override.package
-        if not key.startswith(prefix):
-            continue
-        head = key[len(prefix):].split(".", 1)[0]
-        if head in KEYS:
-            given.add(head)
-    return given
+    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
+    return {o.key_or_group.split(".", 1)[0] for o in overrides} & set(KEYS)
 
 
 def tuned_path(ckpt) -> Path:
@@ -103,17 +94,15 @@ def describe(values: dict, sources: dict) -> str:
     return ", ".join(f"{key} {shown[key]} ({sources[key]})" for key in KEYS)
 
 
-def command_setting(cfg: DictConfig, stored: dict | None, prefix: str = "", ckpt=None,
-                    conditional: bool = True) -> tuple[dict, str]:
-    """sample and evaluate (prefix "") or compare's grid ("grid."): the setting for a checkpoint whose stored setting
-    is `stored` (or, given the checkpoint's path `ckpt`, its run's tuned one: stored_for), and the line that says
-    where each value came from, for the command to log once its checks pass (a log line opens the log file in the
-    run folder, which a refused call must leave empty)."""
+def command_setting(cfg: DictConfig, stored: dict | None, ckpt=None, conditional: bool = True) -> tuple[dict, str]:
+    """sample and evaluate: the setting for a checkpoint whose stored setting is `stored` (or, given the checkpoint's
+    path `ckpt`, its run's tuned one: stored_for), and the line that says where each value came from, for the
+    command to log once its checks pass (a log line opens the log file in the run folder, which a refused call must
+    leave empty)."""
     stored, source = stored_for(ckpt, stored)
-    node = OmegaConf.select(cfg, prefix[:-1]) if prefix else cfg
-    default = {"sampler": _plain(node.sampler), "steps": node.get("steps"), "guidance": node.guidance,
-               "guidance_interval": _plain(node.guidance_interval)}
-    values, sources = resolve(default, stored, given_keys(prefix), source)
+    default = {"sampler": _plain(cfg.sampler), "steps": cfg.get("steps"), "guidance": cfg.guidance,
+               "guidance_interval": _plain(cfg.guidance_interval)}
+    values, sources = resolve(default, stored, given_keys(), source)
     if not conditional:  # guidance mixes a conditional prediction with the unconditional one: there is none here
         values, sources = {**values, "guidance": 0.0}, {**sources, "guidance": "unconditional sampling"}
     return values, f"sampling setting: {describe(values, sources)}"
