@@ -5,6 +5,7 @@ arm's sample grid."""
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -41,6 +42,18 @@ def checkpoint_bits_per_dim(cache: ScoreCache, ckpt, loaded: Callable, cfg: Dict
     return nll
 
 
+def checkpoint_meta(cache: ScoreCache, ckpt: Path) -> dict:
+    """The checkpoint's step and the minutes it had trained (None where it was written before training recorded its
+    wall-clock), read once and cached."""
+    meta = cache.get(ckpt, "meta")
+    if meta is None or "train_minutes" not in meta:  # cached before checkpoints held their wall-clock
+        checkpoint = load_checkpoint(ckpt)
+        seconds = checkpoint.get("train_seconds")
+        meta = cache.put(ckpt, "meta", {"train_step": int(checkpoint["global_step"]),
+                                        "train_minutes": None if seconds is None else seconds / 60})
+    return meta
+
+
 def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, scorer, test_images, device,
               make_sampler: Callable[[str], Sampler]) -> list[dict]:
     """One row per (checkpoint, point) of this run; sampled and scored unless cached. `first`: the run is its arm's
@@ -62,12 +75,7 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
                 module = load_module(ckpt).to(device)
             return module
 
-        meta = cache.get(ckpt, "meta")
-        if meta is None or "train_minutes" not in meta:  # cached before checkpoints held their wall-clock
-            checkpoint = load_checkpoint(ckpt)
-            seconds = checkpoint.get("train_seconds")  # None: written before training recorded its time
-            meta = cache.put(ckpt, "meta", {"train_step": int(checkpoint["global_step"]),
-                                            "train_minutes": None if seconds is None else seconds / 60})
+        meta = checkpoint_meta(cache, ckpt)
         train_step = meta["train_step"]
         nll = checkpoint_bits_per_dim(cache, ckpt, loaded, cfg, test_images, device, f"{run.name} step {train_step}")
         for point in ckpt_points.values():
@@ -86,7 +94,8 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
                 if scores is not None:  # cached before NFE was recorded: it follows from the steps, no sampling
                     labels = cycling_labels(cfg.n) if m.conditional else None  # as score_sampler's
                     guided = Guided(m.net, labels, point.guidance, point.guidance_interval, m.diffusion.log_snr)
-                    scores = cache.put(ckpt, what, {**scores, "nfe": guided.planned_nfe(timesteps)})
+                    nfe = guided.planned_nfe(sampler.evaluations(timesteps))
+                    scores = cache.put(ckpt, what, {**scores, "nfe": nfe})
             if scores is None:
                 name = f"{run.name} step {train_step} {what}"
                 with torch.inference_mode():
