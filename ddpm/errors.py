@@ -63,6 +63,11 @@ class Stopped(Exception):
         super().__init__(message)
         self.signum = signum
 
+    def __reduce__(self):
+        # Pickled with its signal number: a launcher that runs the job in another process (submitit, Ray) sends the
+        # job's exception back pickled, and Exception's own reduce would rebuild it from the message alone.
+        return type(self), (str(self), self.signum)
+
     @property
     def exit_status(self) -> int:
         return 128 + self.signum

@@ -707,3 +707,15 @@ def test_a_full_temporary_folder_does_not_stop_a_run(data, tmp_path):
                               text=True, timeout=600)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert (tmp_path / "run" / "grids" / "step_000002.png").is_file()
+
+
+def test_a_stop_crosses_a_process_boundary_with_its_signal():
+    """submitit and Ray send a job's exception back pickled: a stop must arrive as a stop by the same signal (it
+    once arrived as a TypeError, since Exception's reduce rebuilds from the message alone)."""
+    import pickle
+
+    from ddpm.errors import Stopped
+
+    stop = pickle.loads(pickle.dumps(Stopped("stopped at step 16 of 60: resume with resume=run", signal.SIGTERM)))
+    assert isinstance(stop, Stopped) and str(stop) == "stopped at step 16 of 60: resume with resume=run"
+    assert stop.signum == signal.SIGTERM and stop.exit_status == 143
