@@ -221,15 +221,18 @@ def exit_on_user_error(main):
     """Wrap an entry point: a DDPMError (also when Hydra's instantiate wrapped it) becomes one `error:` line on
     stderr and exit status 2, and the run folder Hydra made for the call goes away again (it is empty, since
     nothing is written before the checks); a run stopped by a signal, which has said so in its log, exits with
-    128 + the signal number: as a job, it raises on, so that Hydra records the job as failed (a sweeper too),
-    and ddpm.cli.app.ExitWhenStopped ends the process after it; anything else keeps its traceback."""
+    128 + the signal number: as a job of a sweep launched here, it raises on, so that Hydra records the job as failed
+    (a sweeper too), and ddpm.cli.app.ExitWhenStopped ends the process after it; anything else keeps its
+    traceback."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except Stopped as e:
-            if not HydraConfig.initialized():
+            # A SLURM job ends with the signal's status and no result: SLURM's record of it holds, so that a job it
+            # requeued (preemption) is finished by its next start, whose result the sweep then gets.
+            if not HydraConfig.initialized() or in_slurm_job():
                 sys.exit(e.exit_status)
             _stops.append(e)
             raise
