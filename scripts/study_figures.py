@@ -55,6 +55,15 @@ def budget_figures(rows: list[dict], budget: int, colours: dict) -> None:
                    HERE / f"{tag}_bits_per_dim.png", {name: colours[name.rsplit(", seed", 1)[0]] for name in bpd})
 
 
+def time_figure(rows: list[dict], seeds: list[dict]) -> None:
+    """FID against training minutes: each quickstart's checkpoints at its own sampling setting and at the default,
+    and the default recipe (docs/tuning.md, "A recipe for minutes")."""
+    lines = {name: docs_numbers.pick(rows, **where) for name, where in docs_numbers.TIME_LINES.items()}
+    lines["default recipe, default setting (10,000 steps: 10x the minutes of 1,000)"] = \
+        docs_numbers.default_recipe_line(rows, seeds)
+    plots.time_to_quality(lines, HERE / "fid_vs_minutes.png")
+
+
 def main() -> None:
     rows, sampling = docs_numbers.split(docs_numbers.load())
     colours = plots.arm_colours(r["arm"] for r in rows)
@@ -62,6 +71,7 @@ def main() -> None:
         budget_figures(rows, budget, colours)
     if sampling:
         sampling_figure(sampling)
+    time_figure(sampling, docs_numbers.load(docs_numbers.COMPARE / "sampling_seeds.csv"))
     print(f"wrote the figures in {HERE}")
     docs_numbers.main([])
 

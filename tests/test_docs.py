@@ -2,6 +2,7 @@
 five-minute page, every command of its quick start composes against conf/ (Hydra's compose API, no run), and every
 number that scripts/docs_numbers.py generates from docs/compare/*.csv is what the committed rows give."""
 
+import csv
 import json
 import re
 import shlex
@@ -189,21 +190,23 @@ def setting(node, sampler) -> tuple:
 
 def test_sampling_md_names_the_settings_conf_composes():
     """docs/sampling.md, "Defaults": sample, evaluate, compare's grids and the training callbacks draw with
-    SDE-DPM-Solver++-25 at w = 1.5 from log-SNR -1 up; experiment=quickstart's grids and FID callback with w = 1 in
-    [-3, 3]."""
+    SDE-DPM-Solver++-25 at w = 1.5 from log-SNR -1 up; experiment=quickstart's grids and FID callback with w = 1.5 in
+    [-1, 1], experiment=quickstart_1100's with w = 1 in [-3, 3]."""
     default = ("SDEDPMSolverSampler", 25, 1.5, [-1, float("inf")])
-    quick = ("SDEDPMSolverSampler", 25, 1.0, [-3, 3])
+    quick = ("SDEDPMSolverSampler", 25, 1.5, [-1, 1])
+    quick_1100 = ("SDEDPMSolverSampler", 25, 1.0, [-3, 3])
     for name in ("sample", "evaluate"):
         cfg = composed(name)
         assert setting(cfg, cfg.sampler) == default, name
     grid = composed("compare").grid
     assert setting(grid, grid.sampler) == default
-    for experiment, grids in ((None, default), ("quickstart", quick)):
+    for experiment, grids in ((None, default), ("quickstart", quick), ("quickstart_1100", quick_1100)):
         callbacks = composed("train", *([f"experiment={experiment}"] if experiment else [])).callbacks
         assert setting(callbacks.sample_grid, callbacks.sample_grid.sampler) == grids, experiment
         assert setting(callbacks.sample_metrics, callbacks.sample_metrics.sampler) == grids, experiment
     text = " ".join((ROOT / "docs" / "sampling.md").read_text().split())
     assert "w = 1.5 only at log-SNR >= -1" in text and "its training grids and FID callback draw with it" in text
+    assert "`guidance=1 'guidance_interval=[-3,3]'`" in text and "guided only at log-SNR in [-1, 1]" in text
 
 
 def parameters(name: str) -> int:
@@ -334,3 +337,26 @@ def test_tuning_md_quotes_the_bf16_benchmark_it_links():
     text = " ".join((ROOT / "docs" / "tuning.md").read_text().split())
     assert f"{bf16:.0f} against {fp32:.0f} training images/s ({bf16 / fp32:.2f}x;" in text
     assert "(tuning/bench_bf16_2026-12-05.json)" in text
+
+
+def test_seed_rows_adds_a_reports_rows_per_sampling_seed_and_replaces_a_remeasured_one(tmp_path, monkeypatch):
+    """scripts/seed_rows.py: the rows of reports scored at sampling seeds S into sampling_seeds.csv, each tagged with
+    its seed; the same point measured again at the same seed replaces the old row, other seeds and rows stay."""
+    import seed_rows
+
+    monkeypatch.setattr(seed_rows, "SEEDS", tmp_path / "seeds.csv")
+    point = dict(run="r", schedule="cosine", train_step="10", sampler="ddim", steps="5", guidance="1.0",
+                 guidance_interval="", nfe="10", n="100", fid_floor="2.0", fid_judge2="4.0", fid_floor_judge2="3.0",
+                 kid="0.1", class_accuracy="0.9")
+    for name, fid in [("a", "5.0"), ("b", "6.0"), ("c", "7.0")]:
+        (tmp_path / name).mkdir()
+        with open(tmp_path / name / "results.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=[*point, "fid", "seed"])
+            writer.writeheader()
+            writer.writerow({**point, "fid": fid, "seed": "0"})
+    seed_rows.main([f"0={tmp_path / 'a'}", f"1={tmp_path / 'b'}"])
+    seed_rows.main([f"1={tmp_path / 'c'}"])
+    rows = list(csv.DictReader(open(tmp_path / "seeds.csv")))
+    assert sorted((r["sampling_seed"], r["fid"]) for r in rows) == [("0", "5.0"), ("1", "7.0")]
+    with pytest.raises(SystemExit, match="usage"):
+        seed_rows.main([str(tmp_path / "a")])

@@ -205,6 +205,6 @@ def test_an_exported_file_samples_like_its_checkpoint_in_a_process_that_never_sa
                f"hydra.run.dir={tmp_path / 'export'}")
     shutil.rmtree(run)
     proc = run_script("sample.py", f"ckpt={model}", *args, "hydra.run.dir=b", cwd=elsewhere)
-    assert "guidance 1.0 (checkpoint)" in proc.stdout + proc.stderr  # the recipe's setting came with the file
+    assert "guidance_interval [-1.0, 1.0] (checkpoint)" in proc.stdout + proc.stderr  # the recipe's, with the file
     a, b = (torch.load(folder / "samples.pt", weights_only=True) for folder in (tmp_path / "a", elsewhere / "b"))
     assert torch.equal(a["images"], b["images"]) and torch.equal(a["labels"], b["labels"])

@@ -48,7 +48,7 @@ def test_given_keys_reads_the_command_line(tmp_path, overrides, expected):
 
 @pytest.fixture(scope="module")
 def quickstart_ckpt(tmp_path_factory, shared_synthetic_mnist):
-    """experiment=quickstart's setting (w = 1 in [-3, 3]) on the tiny debug run (its grids: 5 steps)."""
+    """experiment=quickstart's setting (w = 1.5 in [-1, 1]) on the tiny debug run (its grids: 5 steps)."""
     run = tmp_path_factory.mktemp("quick")
     train(compose_train(run, ["experiment=quickstart", *TINY, f"data.root={shared_synthetic_mnist}",
                               "data.check_md5=false"]))
@@ -58,9 +58,9 @@ def quickstart_ckpt(tmp_path_factory, shared_synthetic_mnist):
 def test_training_writes_the_recipes_setting_into_every_checkpoint(quickstart_ckpt):
     for path in quickstart_ckpt.parent.glob("*.ckpt"):
         setting = load_checkpoint(path)["sampling"]
-        assert setting["guidance"] == 1.0 and setting["guidance_interval"] == [-3.0, 3.0], path
+        assert setting["guidance"] == 1.5 and setting["guidance_interval"] == [-1.0, 1.0], path
         assert setting["sampler"]["_target_"].endswith("SDEDPMSolverSampler") and setting["steps"] == 5
-    assert load_module(quickstart_ckpt).sampling_setting["guidance"] == 1.0
+    assert load_module(quickstart_ckpt).sampling_setting["guidance_interval"] == [-1.0, 1.0]
 
 
 def _draw(out, ckpt, *overrides):
@@ -71,18 +71,17 @@ def _draw(out, ckpt, *overrides):
 def test_sample_draws_with_the_checkpoints_setting_and_says_so(quickstart_ckpt, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ddpm.commands.sample"):
         plain = _draw(tmp_path / "plain", quickstart_ckpt)
-    assert "guidance 1.0 (checkpoint)" in caplog.text and "guidance_interval [-3.0, 3.0] (checkpoint)" in caplog.text
-    explicit = _draw(tmp_path / "explicit", quickstart_ckpt, "guidance=1", "guidance_interval=[-3,3]", "steps=5")
+    assert "guidance 1.5 (checkpoint)" in caplog.text and "guidance_interval [-1.0, 1.0] (checkpoint)" in caplog.text
+    explicit = _draw(tmp_path / "explicit", quickstart_ckpt, "guidance=1.5", "guidance_interval=[-1,1]", "steps=5")
     assert torch.equal(plain, explicit)
-    # The package default (w = 1.5 from log-SNR -1, 25 steps) draws other digits.
-    assert not torch.equal(plain, _draw(tmp_path / "default", quickstart_ckpt, "guidance=1.5",
-                                        "guidance_interval=[-1,inf]", "steps=25"))
+    # The package default (w = 1.5 from log-SNR -1 up) draws other digits.
+    assert not torch.equal(plain, _draw(tmp_path / "default", quickstart_ckpt, "guidance_interval=[-1,inf]"))
 
 
 def test_the_command_line_still_wins(quickstart_ckpt, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ddpm.commands.sample"):
         unguided = _draw(tmp_path / "w0", quickstart_ckpt, "guidance=0")
     assert "guidance 0.0 (command line)" in caplog.text or "guidance 0 (command line)" in caplog.text
-    assert "guidance_interval [-3.0, 3.0] (checkpoint)" in caplog.text
+    assert "guidance_interval [-1.0, 1.0] (checkpoint)" in caplog.text
     assert torch.equal(unguided, _draw(tmp_path / "w0b", quickstart_ckpt, "guidance=0", "steps=5"))
     assert not torch.equal(unguided, _draw(tmp_path / "w1", quickstart_ckpt))

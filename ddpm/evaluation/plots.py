@@ -201,3 +201,30 @@ def sampler_tradeoff(panels: dict[str, list[dict]], path: Path, metric: str = "f
     axes[0][0].set_ylabel(metric)
     _save(fig, path)
     return True
+
+
+def time_to_quality(lines: dict[str, list[dict]], path: Path, colours: dict | None = None) -> bool:
+    """FID against the minutes of training, one line per recipe through its checkpoints (rows with train_minutes),
+    one panel per judge, each with its real-vs-real floor at the rows' n; False (no file) when no row has minutes."""
+    lines = {name: sorted((r for r in rows if r.get("train_minutes") is not None), key=lambda r: r["train_minutes"])
+             for name, rows in lines.items()}
+    lines = {name: rows for name, rows in lines.items() if rows}
+    if not lines:
+        return False
+    colours = colours or arm_colours(lines)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (metric, floor, judge) in zip(axes, [("fid", "fid_floor", "judge 1"),
+                                                 ("fid_judge2", "fid_floor_judge2", "judge 2")]):
+        for name, rows in sorted(lines.items()):
+            ax.plot([r["train_minutes"] for r in rows], [r[metric] for r in rows], marker="o", ms=4,
+                    label=name, color=colours[name])
+        floors = {r[floor] for rows in lines.values() for r in rows if r.get(floor) is not None}
+        for value in sorted(floors):
+            ax.axhline(value, color="gray", ls="--", lw=1)
+            ax.axhline(1.1 * value, color="gray", ls=":", lw=1)
+        ax.set(title=f"FID ({judge}) against training time; floor dashed, 1.1x dotted", xlabel="training minutes",
+               ylabel=f"FID, {judge}", yscale="log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    _save(fig, path)
+    return True
