@@ -528,7 +528,8 @@ def measuring_kid(study: Study) -> str:
 def sampling_defaults(study: Study) -> str:
     h = sampling_headline(study)
     return wrap(f"""**Defaults.** sample, evaluate, compare's grids (`grid.*`) and the training callbacks' grids and FID
-        draw with SDE-DPM-Solver++(2M) at 25 steps, guidance w = 1.5 only at log-SNR >= -1: {h['nfe']} NFE per image
+        draw, where neither the checkpoint nor the recipe states a setting, with SDE-DPM-Solver++(2M) at 25 steps,
+        guidance w = 1.5 only at log-SNR >= -1: {h['nfe']} NFE per image
         (fewer under the linear schedule, whose steps spend less time in that range), the best measured setting at
         class accuracy >= 0.97 and <= 100 NFE for the default 10,000-step models, which it puts at the real-data
         floor (FID {h['linear']} and {h['cosine']} over 3 sampling seeds against a floor of {h['floor']}). A model
@@ -539,8 +540,9 @@ def sampling_defaults(study: Study) -> str:
         v-prediction model of today's `experiment=quickstart` is best guided only at log-SNR in [-1, 1]
         ([tuning.md](tuning.md)). A recipe states its setting (conf/sampling/quickstart.yaml,
         quickstart_1100.yaml): its training grids and FID callback draw with it, and its checkpoints carry it, so
-        that `python sample.py ckpt=...` and `ddpm-evaluate` draw with it too, key by key
-        unless the command line sets the key (the log names each value's source). Any other sampler is
+        that `python sample.py ckpt=...`, `ddpm-evaluate` and compare's grids draw with it too, key by key unless
+        the command line sets the key (`grid.<key>` for compare; the log names each value's source). Any other
+        sampler is
         `sampler=<name>`; guidance at every step is `guidance_interval=null`.""")
 
 
@@ -989,8 +991,9 @@ def compare_recipes(study: Study) -> str:
         """**The default** of `sample.py`, `ddpm-evaluate`, compare's grids and the training callbacks is therefore the
         default recipe's best, `sampler=sde_dpmpp` (25 steps), `guidance=1.5`, `'guidance_interval=[-1,inf]'`: the
         lowest FID at class accuracy >= 0.97 within 100 NFE on both 10,000-step models (on each, only w = 0
-        settings, below 0.97 in accuracy, score lower). The quickstart's commands (README) pass its own best,
-        `guidance=1 'guidance_interval=[-3,3]'`. `guidance_interval=null` guides every step; `sampler=ddim steps=50
+        settings, below 0.97 in accuracy, score lower). The quickstart recipe states its own best,
+        `guidance=1 'guidance_interval=[-3,3]'` (conf/sampling/quickstart.yaml), and its checkpoints carry it.
+        `guidance_interval=null` guides every step; `sampler=ddim steps=50
         guidance=1 guidance_interval=null` is the old default.""",
         f"""Doubling the steps to 50 changes FID by less than the seeds' spread (quickstart {pm(quick50)} vs
         {pm(quick)}; 10,000 steps {num(at50['linear']['fid'])} vs {num(where[0]['linear']['fid'])} and

@@ -39,11 +39,25 @@ def test_another_sampler_on_the_command_line_takes_its_own_step_count():
     (["guidance=0"], {"guidance"}),
     (["sampler=ddim", "steps=4"], {"sampler", "steps"}),
     (["sampler.order=1", "guidance_interval=null"], {"sampler", "guidance_interval"}),
+    (["sampling@_global_=quickstart"], {"sampler", "guidance", "guidance_interval"}),  # a whole setting
     (["n=4", "seed=2"], set()),
 ])
 def test_given_keys_reads_the_command_line(tmp_path, overrides, expected):
     compose_train(tmp_path, ["ckpt=x", *overrides], config_name="sample")
     assert given_keys() == expected
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["grid.guidance=0", "n=4", "seed=2"], {"guidance"}),
+    (["sampler@grid.sampler=ddim", "grid.steps=4"], {"sampler", "steps"}),
+    (["grid.sampler=ddim", "grid.guidance_interval=null"], {"sampler", "guidance_interval"}),
+    (["sampling@grid=quickstart"], {"sampler", "guidance", "guidance_interval"}),
+    (["plan=quick", "main_guidance=1"], set()),
+])
+def test_given_keys_reads_the_keys_under_a_prefix(tmp_path, overrides, expected):
+    """compare's grid setting lives under grid.: its keys there are given, and none of them at the top."""
+    compose_train(tmp_path, ["runs=x", *overrides], config_name="compare")
+    assert given_keys("grid") == expected and given_keys() == set()
 
 
 @pytest.fixture(scope="module")

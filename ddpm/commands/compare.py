@@ -11,7 +11,9 @@ conf/sampler/), step counts, guidance scales, and whether at the last checkpoint
 of one arm, and pooled; an arm is named by the settings that set it apart from the others ("cosine, model=base";
 ddpm.evaluation.runs). Every FID stands beside the real-vs-real floor at the same n, every KID has its spread, a
 second judge gives a second feature space, and each checkpoint gets its variational bound in bits/dim. Scores are
-cached in each run folder (scores.json), so a report over more runs or more points samples only what is new.
+cached in each run folder (scores.json), so a report over more runs or more points samples only what is new. Each
+arm's sample grid is drawn in its own sampling setting: per key, the command line's grid.<key>, else its checkpoint's,
+else the package default (ddpm.sampling.setting); the report and the log say which.
 """
 
 import logging
@@ -25,13 +27,16 @@ from ddpm.cli.app import run_app
 from ddpm.cli.runtime import CONF, resolve_device
 from ddpm.data.mnist import load_mnist_split
 from ddpm.diffusion.likelihood import VARIANCES
+from ddpm.errors import ConfigError
 from ddpm.evaluation.points import expand_points
 from ddpm.evaluation.report import draw_figures, write_report
 from ddpm.evaluation.results import RESULT_COLUMNS, SUMMARY_COLUMNS, merge_results, summarise, write_csv
-from ddpm.evaluation.runs import NAMED_GROUPS, describe, find_runs, label_arms
+from ddpm.evaluation.runs import NAMED_GROUPS, Run, describe, find_runs, label_arms
 from ddpm.evaluation.scores import build_scorer
-from ddpm.evaluation.study import arm_pictures, score_run
-from ddpm.sampling.guidance import check_interval, show_interval
+from ddpm.evaluation.study import GridSetting, arm_pictures, score_run
+from ddpm.sampling.guidance import check_interval
+from ddpm.sampling.setting import command_setting
+from ddpm.training.checkpoint import load_module
 from ddpm.validation import integer, number, one_of, positive_int
 
 log = logging.getLogger(__name__)
@@ -66,6 +71,24 @@ def check_options(cfg: DictConfig) -> None:
     one_of("nll.variance", cfg.nll.variance, VARIANCES)
 
 
+def grid_setting(cfg: DictConfig, arm: str, run: Run) -> GridSetting:
+    """The setting of an arm's grid (ddpm.sampling.setting): per key, grid.<key> where the command line gives it, else
+    the setting stored for its first seed's last checkpoint (the run's tuned sampling.yaml first), else
+    conf/sampling/default.yaml; refused in one line naming the arm before anything is sampled."""
+    ckpt = run.path / "checkpoints" / "last.ckpt"
+    module = load_module(ckpt)
+    try:
+        values, sources = command_setting(cfg, module.sampling_setting, ckpt=ckpt, conditional=module.conditional,
+                                          prefix="grid")
+        sampler = make_sampler(values["sampler"], values["steps"])
+        sampler.set_timesteps(None, module.diffusion.timesteps)  # refuses steps > T
+        guidance = number("grid.guidance", values["guidance"], low=0)
+        interval = check_interval("grid.guidance_interval", values["guidance_interval"])
+    except ConfigError as e:
+        raise ConfigError(f"the grid of {arm}: {e}") from None
+    return GridSetting(sampler, float(guidance), interval, sources)
+
+
 def compare(cfg: DictConfig) -> Path:
     check_options(cfg)
     points = expand_points(cfg.points, SAMPLERS)
@@ -74,13 +97,16 @@ def compare(cfg: DictConfig) -> Path:
     device = resolve_device(cfg.device)
     runs = [describe(p) for p in paths]
     arms = label_arms(runs, OPTIONS)
+    representatives = {arm: min(members, key=lambda run: run.seed) for arm, members in arms.items()}
+    grid_settings = {arm: grid_setting(cfg, arm, run) for arm, run in representatives.items()}
     scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), cfg.floor_subsets, device)
     scorer.check_n("n", cfg.n)
     test_images, _ = load_mnist_split(cfg.data.root, "test", cfg.data.download, cfg.data.check_md5)
     out.mkdir(parents=True, exist_ok=True)
-    representatives = {arm: min(members, key=lambda run: run.seed) for arm, members in arms.items()}
     log.info(f"comparing {len(runs)} runs in {len(arms)} arms at {len(points)} points, n={cfg.n}: "
              + "; ".join(f"{arm} ({len(members)} seeds)" for arm, members in arms.items()))
+    for arm, setting in grid_settings.items():
+        log.info(f"grid of {arm}: {setting.sources}")
 
     rows = []
     for run in runs:
@@ -91,13 +117,9 @@ def compare(cfg: DictConfig) -> Path:
     write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
     if cfg.results:
         merge_results(Path(cfg.results), rows)
-    interval = check_interval("grid.guidance_interval", cfg.grid.guidance_interval)
-    grid_sampler = make_sampler(cfg.grid.sampler, cfg.grid.steps)
-    pictures, schedules = arm_pictures(representatives, grid_sampler, cfg.grid.guidance, cfg.seed, device, interval)
-    where = f" in log-SNR {show_interval(interval)}" if interval else ""
-    setting = f"{grid_sampler!r}, w={cfg.grid.guidance:g}{where}"
-    figures = draw_figures(cfg, runs, representatives, summary, out, pictures, schedules, setting)
-    write_report(cfg, runs, summary, figures, out)
+    pictures, schedules = arm_pictures(representatives, grid_settings, cfg.seed, device)
+    figures = draw_figures(cfg, runs, representatives, summary, out, pictures, schedules, grid_settings)
+    write_report(cfg, runs, summary, figures, out, representatives, grid_settings)
     log.info(f"wrote {out / 'report.md'}")
     return out / "report.md"
 

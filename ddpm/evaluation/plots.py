@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from ddpm.files import written  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
+def _save(fig, path: Path, rect=(0, 0, 1, 1)) -> None:
+    fig.tight_layout(rect=rect)
     with written(path) as f:
         fig.savefig(f, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
@@ -92,7 +92,7 @@ def pictures(images: dict[str, torch.Tensor], title: str, path: Path) -> None:
         ax.set_title(name, fontsize=7)
         ax.axis("off")
     fig.suptitle(title)
-    _save(fig, path)
+    _save(fig, path, rect=(0, 0, 1, 0.95))  # tight_layout would put two-line titles under the suptitle
 
 
 def metric_curves(summary: list[dict], metric: str, x: str, panel: str, path: Path, floor: dict | None = None,

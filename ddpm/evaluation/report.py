@@ -11,9 +11,10 @@ from ddpm.files import write_text
 
 
 def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary: list[dict], out: Path,
-                 pictures: dict, schedules: list, setting: str) -> list[str]:
+                 pictures: dict, schedules: list, settings: dict) -> list[str]:
     """Writes the figures into `out` and returns the names of those drawn. `pictures`: each arm's sample grid,
-    drawn with `setting`; `schedules`: the arms' noise schedules."""
+    drawn in its setting of `settings` (ddpm.evaluation.study.GridSetting); `schedules`: the arms' noise
+    schedules."""
     figures = []
     colours = plots.arm_colours(sorted({run.arm for run in runs}))  # one colour per arm in every figure
     last_step = {arm: max(r["train_step"] for r in summary if r["arm"] == arm) for arm in {r["arm"] for r in summary}}
@@ -64,7 +65,13 @@ def draw_figures(cfg, runs: list[Run], representatives: dict[str, Run], summary:
     plots.loss_curves({labels[arm]: scalars[run.name] for arm, run in representatives.items()},
                       out / "loss_curves.png", {labels[arm]: colours[arm] for arm in representatives})
     plots.schedules(schedules, out / "schedules.png")
-    plots.pictures(pictures, f"{setting}, the same noise: row k = digit k", out / "grids.png")
+    captions = {arm: str(setting) for arm, setting in settings.items()}
+    if len(set(captions.values())) == 1:
+        named, title = {labels[arm]: picture for arm, picture in pictures.items()}, next(iter(captions.values()))
+    else:  # each grid its own setting, under its name
+        named = {f"{labels[arm]}\n{captions[arm]}": picture for arm, picture in pictures.items()}
+        title = "each arm in its own sampling setting (under its name)"
+    plots.pictures(named, f"{title}, the same noise: row k = digit k", out / "grids.png")
     return figures + ["loss_curves.png", "schedules.png", "grids.png"]
 
 
@@ -75,7 +82,10 @@ def fmt(value, std=None) -> str:
     return f"{text} ± {std:.2g}" if std is not None else text
 
 
-def write_report(cfg, runs: list[Run], summary: list[dict], figures: list[str], out: Path) -> None:
+def write_report(cfg, runs: list[Run], summary: list[dict], figures: list[str], out: Path,
+                 representatives: dict[str, Run], settings: dict) -> None:
+    """report.md; `settings`: each arm's grid setting (ddpm.evaluation.study.GridSetting), with where each value came
+    from."""
     floors = sorted({(r["n"], r["fid_floor"]) for r in summary if r.get("fid_floor") is not None})
     columns = ["arm", "train_step", "sampler", "steps", "guidance", "guidance_interval", "nfe", "seeds", "fid",
                "fid_floor", "kid", "class_accuracy", "fid_judge2", "kid_judge2", "bits_per_dim"]
@@ -93,6 +103,10 @@ def write_report(cfg, runs: list[Run], summary: list[dict], figures: list[str], 
         "Values are mean ± standard deviation over the seeds of an arm (no ± for one seed). bits/dim: the variational "
         f"bound on {cfg.nll.n} test images ({cfg.nll.draws} Monte-Carlo draw(s) of t each).",
         *[f"![{name}]({name})" for name in figures],
+        "Each arm's sample grid (`grids.png`: its first seed's last checkpoint, the same noise for every arm) is "
+        "drawn, per key, with the command line's `grid.<key>` where given, else the setting stored with the checkpoint "
+        "(its run's tuned `sampling.yaml` first), else `conf/sampling/default.yaml`:\n\n"
+        + "\n".join(f"- {arm} (seed {representatives[arm].seed}), {settings[arm].sources}" for arm in sorted(settings)),
         "## Mean and spread over seeds",
         "\n".join(lines),
         "Every single measurement: `results.csv`; the table above: `summary.csv`.",

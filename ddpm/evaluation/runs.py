@@ -148,6 +148,9 @@ def checkpoints(run: Path, which: str) -> list[Path]:
 
 
 def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """The scalars a run logged, by tag; none for a run folder without its TensorBoard events (copied without them)."""
+    if not (run / "tensorboard").is_dir():  # EventAccumulator raises on a missing folder
+        return {}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})

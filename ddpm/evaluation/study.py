@@ -1,10 +1,11 @@
 """Scoring the points of a compare report on one run: each checkpoint loaded once, each (sampler, steps, guidance,
 guidance interval) sampled and scored once, bits/dim per checkpoint, all through the run's score cache; and each
-arm's sample grid."""
+arm's sample grid, in the arm's own sampling setting."""
 
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -115,14 +116,29 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
     return rows
 
 
-def arm_pictures(representatives: dict[str, Run], sampler: Sampler, guidance: float, seed: int, device,
-                 guidance_interval: tuple[float, float] | None = None) -> tuple[dict, list]:
-    """Each arm's 10x10 picture from its first seed's last checkpoint (row k = digit k, the same noise for every
-    arm), and the arms' noise schedules, each once."""
+@dataclass(frozen=True)
+class GridSetting:
+    """The setting an arm's sample grid is drawn with, and the line that says where each value came from
+    (ddpm.sampling.setting)."""
+    sampler: Sampler
+    guidance: float
+    guidance_interval: tuple[float, float] | None
+    sources: str
+
+    def __str__(self) -> str:
+        where = f" in log-SNR {show_interval(self.guidance_interval)}" if self.guidance_interval else ""
+        return f"{self.sampler!r}, w={self.guidance:g}{where}"
+
+
+def arm_pictures(representatives: dict[str, Run], settings: dict[str, GridSetting], seed: int,
+                 device) -> tuple[dict, list]:
+    """Each arm's 10x10 picture from its first seed's last checkpoint in the arm's own setting (row k = digit k, the
+    same noise for every arm), and the arms' noise schedules, each once."""
     pictures, schedules = {}, {}
     with torch.inference_mode():
         for arm, run in sorted(representatives.items()):
             module = load_module(run.path / "checkpoints" / "last.ckpt").to(device)
             schedules.setdefault(repr(module.diffusion.schedule), module.diffusion.schedule)
-            pictures[f"{arm} (seed {run.seed})"] = grid(digit_grid(module, sampler, guidance, seed, guidance_interval))
+            s = settings[arm]
+            pictures[arm] = grid(digit_grid(module, s.sampler, s.guidance, seed, s.guidance_interval))
     return pictures, list(schedules.values())

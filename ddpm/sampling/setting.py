@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from ddpm.errors import ConfigError
 
 KEYS = ("sampler", "steps", "guidance", "guidance_interval")
+GROUP_KEYS = {"sampler", "guidance", "guidance_interval"}  # what a yaml of conf/sampling/ sets (steps: the sampler's)
 TUNED = "sampling.yaml"  # in the run folder, beside checkpoints/: written by ddpm-tune
 
 
@@ -30,13 +31,22 @@ def stored_setting(sampler: dict, guidance: float, guidance_interval) -> dict:
             "guidance_interval": interval}
 
 
-def given_keys() -> set[str]:
-    """The keys of KEYS that this command's own command line sets: `sampler=ddim` and `sampler.order=1` both name
-    the sampler."""
+def given_keys(prefix: str = "") -> set[str]:
+    """The keys of KEYS that this command's own command line sets in the setting at `prefix` ("" for sample and
+    evaluate, "grid" for compare): `sampler=ddim` and `sampler.order=1` both name the sampler, as do `grid.sampler=ddim`
+    and `sampler@grid.sampler=ddim` under "grid"; a whole setting of conf/sampling/ (`sampling@_global_=quickstart`,
+    `sampling@grid=quickstart`) names the keys its yaml holds."""
     if not HydraConfig.initialized():
         return set()
-    overrides = OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task))
-    return {o.key_or_group.split(".", 1)[0] for o in overrides} & set(KEYS)
+    head, given = f"{prefix}." if prefix else "", set()
+    for override in OverridesParser.create().parse_overrides(list(HydraConfig.get().overrides.task)):
+        path = override.key_or_group if override.package is None else override.package
+        path = "" if path == "_global_" else path
+        if override.key_or_group == "sampling" and path == prefix:
+            given |= GROUP_KEYS
+        elif path.startswith(head):
+            given.add(path.removeprefix(head).split(".", 1)[0])
+    return given & set(KEYS)
 
 
 def tuned_path(ckpt) -> Path:
@@ -87,22 +97,26 @@ def resolve(default: dict, stored: dict | None, given: set[str],
 
 def describe(values: dict, sources: dict) -> str:
     sampler = values["sampler"]
-    name = sampler["_target_"].rsplit(".", 1)[-1] if isinstance(sampler, dict) else repr(sampler)
+    # compare's grid.sampler=ddim is a yaml's name, shown as given
+    name = sampler["_target_"].rsplit(".", 1)[-1] if isinstance(sampler, dict) else str(sampler)
     steps = values["steps"] if values["steps"] is not None else "the sampler's own"
     shown = {"sampler": name, "steps": steps, "guidance": values["guidance"],
              "guidance_interval": values["guidance_interval"]}
     return ", ".join(f"{key} {shown[key]} ({sources[key]})" for key in KEYS)
 
 
-def command_setting(cfg: DictConfig, stored: dict | None, ckpt=None, conditional: bool = True) -> tuple[dict, str]:
-    """sample and evaluate: the setting for a checkpoint whose stored setting is `stored` (or, given the checkpoint's
-    path `ckpt`, its run's tuned one: stored_for), and the line that says where each value came from, for the
-    command to log once its checks pass (a log line opens the log file in the run folder, which a refused call must
-    leave empty)."""
+def command_setting(cfg: DictConfig, stored: dict | None, ckpt=None, conditional: bool = True,
+                    prefix: str = "") -> tuple[dict, str]:
+    """sample, evaluate and compare's grids: the setting for a checkpoint whose stored setting is `stored` (or, given
+    the checkpoint's path `ckpt`, its run's tuned one: stored_for), the command's own at `prefix` of cfg ("grid" for
+    compare) where its command line gives it, and the line that says where each value came from, for the command to
+    log once its checks pass (a log line opens the log file in the run folder, which a refused call must leave
+    empty)."""
     stored, source = stored_for(ckpt, stored)
-    default = {"sampler": _plain(cfg.sampler), "steps": cfg.get("steps"), "guidance": cfg.guidance,
-               "guidance_interval": _plain(cfg.guidance_interval)}
-    values, sources = resolve(default, stored, given_keys(), source)
+    node = OmegaConf.select(cfg, prefix) if prefix else cfg
+    default = {"sampler": _plain(node.sampler), "steps": node.get("steps"), "guidance": node.guidance,
+               "guidance_interval": _plain(node.guidance_interval)}
+    values, sources = resolve(default, stored, given_keys(prefix), source)
     if not conditional:  # guidance mixes a conditional prediction with the unconditional one: there is none here
         values, sources = {**values, "guidance": 0.0}, {**sources, "guidance": "unconditional sampling"}
     return values, f"sampling setting: {describe(values, sources)}"
