@@ -11,6 +11,7 @@ Plain Python (csv, statistics): no torch, no plotting; scripts/study_figures.py 
 """
 
 import csv
+import json
 import re
 import statistics
 import sys
@@ -429,13 +430,16 @@ def sampling_headline(study: Study) -> dict:
 
 def readme_verdict(study: Study) -> str:
     h = sampling_headline(study)
-    return wrap(f"""**The verdict on MNIST: linear vs cosine is mostly a tie.** At the quickstart's budget, sampled
+    arms = recipe_arms(study, RECIPE_SETTING)
+    seeds = ", ".join(f"{s} {len(rows)}" for s, rows in arms.items())
+    return wrap(f"""**The verdict on MNIST: linear vs cosine is mostly a tie.** At the 1,100-step budget, sampled
         with DDIM or DPM-Solver++ at w = 2, the two are level at 20 or more steps, linear is better with 10 steps,
         and min-SNR-5 moves FID more than the schedule; cosine learns faster early. After 10,000 steps, with the
         default sampler (SDE-DPM-Solver++-25, w = 1.5 at log-SNR >= -1), both reach the real-data floor (FID
         {h['linear_mean']} vs {h['cosine_mean']} over 3 sampling seeds, 1 training seed each); cosine's lead there
         needs guidance at high noise (DDIM-50, w = 1: {h['old_cosine']} vs {h['old_linear']}). Linear has the better
-        likelihood ([the study](docs/compare/README.md)).""")
+        likelihood ([the study](docs/compare/README.md)). At today's 3,000-step quickstart (training seeds: {seeds}; its
+        own setting): by judge 1 {spread_verdict(arms, 'fid')}, by judge 2 {spread_verdict(arms, 'fid_judge2')}.""")
 
 
 def readme_results(study: Study) -> str:
@@ -1037,6 +1041,8 @@ def recipe_arms(study: Study, setting: dict) -> dict[str, list[dict]]:
 def spread_verdict(arms: dict[str, list[dict]], metric: str) -> str:
     """Which schedule has the lowest mean, and whether the gap to the next is outside both seeds' spreads."""
     ranked = sorted(arms, key=lambda s: mean(arms[s], metric))
+    if len(ranked) < 2:
+        return f"only {ranked[0]} is scored"
     best, second = ranked[0], ranked[1]
     gap = mean(arms[second], metric) - mean(arms[best], metric)
     spread = max(statistics.stdev(values(arms[s], metric)) if len(arms[s]) > 1 else float("inf")
@@ -1122,7 +1128,7 @@ def tuning_recipes(study: Study) -> str:
     for run, (lever, against, timed) in RECIPE_LEVERS.items():
         final = recipe_row(rows, run, DEFAULT_SETTING)
         minutes = final["train_minutes"]
-        body.append([f"`{run}`", lever, against and f"`{against}`", f"{final['train_step']:,}",
+        body.append([f"`{run}`", lever, f"`{against}`" if against else "-", f"{final['train_step']:,}",
                      f"{num(minutes, 1)} ({timed})", scored(final), scored(recipe_row(rows, run, RECIPE_SETTING))])
     old, new = (recipe_row(rows, run, DEFAULT_SETTING) for run in (OLD_QUICK_RUN, NEW_QUICK_RUN))
     budget = new["train_minutes"] / old["train_minutes"]
@@ -1153,6 +1159,13 @@ def tuning_recipes(study: Study) -> str:
     return intro + "\n\n" + table + "\n\n" + verdict + "\n\n" + tuning_levers(study, rows)
 
 
+def bf16_quote() -> str:
+    """The committed benchmark's bf16 and fp32 training throughput of `small` on the machine of the recipe runs."""
+    bench = json.loads((ROOT / "docs" / "tuning" / "bench_bf16_2026-12-05.json").read_text())["models"]["small"]
+    bf16, fp32 = bench["bf16"]["train_images_per_s"], bench["channels_last"]["train_images_per_s"]
+    return f"{bf16:.0f} against {fp32:.0f} training images/s ({bf16 / fp32:.2f}x;"
+
+
 def tuning_levers(study: Study, rows: list[dict]) -> str:
     """What each lever did, each sentence held by the rows it quotes."""
     def final(run, setting=DEFAULT_SETTING, step=None):
@@ -1165,6 +1178,8 @@ def tuning_levers(study: Study, rows: list[dict]) -> str:
           "2,500 steps reach judge 1's floor, not judge 2's")
     early = {run: final(run, step=625) for run in ("r1_s2500_power", "r2_s2500_ema995")}
     claim(early["r1_s2500_power"]["fid"] < early["r2_s2500_ema995"]["fid"] / 2, "the power EMA is far ahead early")
+    ends = [final(run)["fid"] for run in ("r1_s2500_power", "r2_s2500_ema995")]
+    claim(abs(ends[0] - ends[1]) < statistics.stdev(values(r1, "fid")), "the two EMAs are level at the end")
     bf16 = seeds["r3_s3000_bf16_power"]
     claim(abs(mean(bf16) - mean(r1)) < max(statistics.stdev(values(s, "fid")) for s in (r1, bf16)),
           "bf16's 3,000 steps score like fp32's 2,500 within the sampling seeds' spread")
@@ -1186,7 +1201,7 @@ def tuning_levers(study: Study, rows: list[dict]) -> str:
         constant 0.995 early (FID {num(early['r1_s2500_power']['fid'])} against {num(early['r2_s2500_ema995']['fid'])}
         at 625 steps) and level at the end.""",
         f"""**bf16 autocast** (`trainer.precision=auto`: bf16 where lscpu shows `avx512_bf16` or `amx_bf16`, fp32
-        elsewhere, logged) trains 1.13x the images per second here ([bench json](tuning/bench_bf16_2026-12-05.json));
+        elsewhere, logged) trains {bf16_quote()} [bench json](tuning/bench_bf16_2026-12-05.json)) here;
         `r3`'s 3,000 steps score like `r1`'s 2,500 in fp32 within the sampling seeds' spread ({over_seeds(bf16)}).""",
         f"""**v-prediction is the big step**: at {len(pairs)} settings scored on both, `r5` beats `r3` by judge 2 and by
         accuracy at every one, so the sampler can guide less. **Batch 64** (the same images in twice the steps,

@@ -69,8 +69,9 @@ def main() -> None:
     colours = plots.arm_colours(r["arm"] for r in rows)
     for budget in sorted({r["budget"] for r in rows}):
         budget_figures(rows, budget, colours)
-    if sampling:
-        sampling_figure(sampling)
+    studied = [r for r in sampling if not docs_numbers.RECIPE_RUNS.fullmatch(r["run"])]  # recipes: tuning.md
+    if studied:
+        sampling_figure(studied)
     time_figure(sampling, docs_numbers.load(docs_numbers.COMPARE / "sampling_seeds.csv"))
     print(f"wrote the figures in {HERE}")
     docs_numbers.main([])

@@ -84,7 +84,8 @@ def quick_start_commands() -> list[tuple[str, list[str]]]:
 
 
 def test_quick_start_has_the_train_and_sample_commands():
-    assert [name for name, _ in quick_start_commands()][:3] == ["train", "train", "sample"]  # debug, quickstart
+    # debug, the shipped model, the quickstart, its model
+    assert [name for name, _ in quick_start_commands()][:4] == ["train", "sample", "train", "sample"]
 
 
 @pytest.mark.parametrize("config_name, overrides", quick_start_commands(),
@@ -255,13 +256,15 @@ def test_the_nll_files_are_the_bits_per_dim_of_results_csv():
 
 
 def test_the_readme_quotes_the_nfe_of_the_rows():
-    """The README's quick-start notes quote the NFE of the default setting and of the quickstart's own (results.csv,
-    the sampling study's rows)."""
+    """The README's quick-start notes quote the NFE of the default setting (results.csv, the sampling study's rows) and
+    of the quickstart's own (its rows in results.csv)."""
     study = docs_numbers.Study(docs_numbers.load(), docs_numbers.load(docs_numbers.COMPARE / "sampling_seeds.csv"))
     headline = docs_numbers.sampling_headline(study)
     text = " ".join(README.read_text().split())
     assert f"({headline['nfe']} network evaluations per image)" in text
-    assert f"`guidance=1 'guidance_interval=[-3,3]'` ({headline['quick_nfe']} NFE)" in text
+    quick = docs_numbers.one(study.rows, re.compile(docs_numbers.NEW_QUICK_RUN), train_step=3000,
+                             **docs_numbers.RECIPE_SETTING)
+    assert f"`guidance=1.5 'guidance_interval=[-1,1]'` ({quick['nfe']:.0f} NFE)" in text
 
 
 def test_the_readmes_settings_and_versions_are_those_of_conf_and_the_constraints():
