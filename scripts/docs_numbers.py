@@ -439,7 +439,8 @@ def readme_verdict(study: Study) -> str:
         {h['linear_mean']} vs {h['cosine_mean']} over 3 sampling seeds, 1 training seed each); cosine's lead there
         needs guidance at high noise (DDIM-50, w = 1: {h['old_cosine']} vs {h['old_linear']}). Linear has the better
         likelihood ([the study](docs/compare/README.md)). At today's 3,000-step quickstart (training seeds: {seeds}; its
-        own setting): by judge 1 {spread_verdict(arms, 'fid')}, by judge 2 {spread_verdict(arms, 'fid_judge2')}.""")
+        own setting): by judge 1 {spread_verdict(arms, 'fid')}, by judge 2 {spread_verdict(arms, 'fid_judge2')};
+        accuracy {", ".join(f"{s} {num(mean(rows, 'class_accuracy'), 3)}" for s, rows in arms.items())}.""")
 
 
 def readme_results(study: Study) -> str:
@@ -1048,7 +1049,7 @@ def spread_verdict(arms: dict[str, list[dict]], metric: str) -> str:
     spread = max(statistics.stdev(values(arms[s], metric)) if len(arms[s]) > 1 else float("inf")
                  for s in (best, second))
     return (f"{best} lowest, {num(gap, 2)} ahead of {second}, "
-            + ("outside" if gap > spread else "inside") + " the training seeds' spread")
+            + ("outside" if gap > spread else "inside") + " the seeds' spread")
 
 
 def compare_recipe_verdict(study: Study) -> str:
@@ -1062,10 +1063,13 @@ def compare_recipe_verdict(study: Study) -> str:
         lines.append(f"""At {where}: {cells}. Judge 1: {spread_verdict(arms, 'fid')}; judge 2:
             {spread_verdict(arms, 'fid_judge2')}.""")
     floors = pick(study.rows, NEW_QUICK)
-    return wrap(f"""`python train.py -m experiment=quickstart schedule=linear,cosine,sigmoid seed=0,1,2` (3,000
-        steps, v-prediction, bf16, power-function EMA; [tuning.md](../tuning.md)), each final checkpoint scored with
-        `ddpm-compare` at sampling seed 0, n = 1000 (floors {floor_of(floors, 'fid_floor')} and
-        {floor_of(floors, 'fid_floor_judge2')}).""") + "\n\n" + bullets(*lines)
+    trained = ", ".join(f"{s} {len(rows)}" for s, rows in at[next(iter(at))].items())
+    missing = [s for s in ("linear", "cosine", "sigmoid") if s not in at[next(iter(at))]]
+    return wrap(f"""Runs of `python train.py experiment=quickstart schedule=S seed=N` (3,000 steps, v-prediction, bf16,
+        power-function EMA; [tuning.md](../tuning.md)); training seeds so far: {trained}
+        {f"(not yet: {', '.join(missing)})" if missing else ""}. Each final checkpoint scored with `ddpm-compare` at
+        sampling seed 0, n = 1000 (floors {floor_of(floors, 'fid_floor')} and {floor_of(floors, 'fid_floor_judge2')}).
+        The recipe's sampling setting was chosen on cosine models.""") + "\n\n" + bullets(*lines)
 
 
 def compare_verdict(study: Study) -> str:
