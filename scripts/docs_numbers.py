@@ -438,8 +438,8 @@ def readme_verdict(study: Study) -> str:
         default sampler (SDE-DPM-Solver++-25, w = 1.5 at log-SNR >= -1), both reach the real-data floor (FID
         {h['linear_mean']} vs {h['cosine_mean']} over 3 sampling seeds, 1 training seed each); cosine's lead there
         needs guidance at high noise (DDIM-50, w = 1: {h['old_cosine']} vs {h['old_linear']}). Linear has the better
-        likelihood ([the study](docs/compare/README.md)). At today's 3,000-step quickstart (training seeds: {seeds}; its
-        own setting): by judge 1 {spread_verdict(arms, 'fid')}, by judge 2 {spread_verdict(arms, 'fid_judge2')};
+        likelihood ([the study](docs/compare/README.md)). At the 3,000-step quickstart (seeds: {seeds}; its own
+        setting): by judge 1 {spread_verdict(arms, 'fid')}, by judge 2 {spread_verdict(arms, 'fid_judge2')};
         accuracy {", ".join(f"{s} {num(mean(rows, 'class_accuracy'), 3)}" for s, rows in arms.items())}.""")
 
 
@@ -1058,16 +1058,17 @@ def compare_recipe_verdict(study: Study) -> str:
           "the package default (w = 1.5 at log-SNR >= -1)": recipe_arms(study, DEFAULT_SETTING)}
     lines = []
     for where, arms in at.items():
-        cells = "; ".join(f"{s} ({len(rows)} seeds) FID {pm(rows, digits=2)}, judge 2 {pm(rows, 'fid_judge2', 2)}, "
-                          f"accuracy {pm(rows, 'class_accuracy', 3)}" for s, rows in arms.items())
+        cells = "; ".join(f"{s} ({len(rows)} seed{'s' if len(rows) > 1 else ''}) FID {pm(rows, digits=2)}, "
+                          f"judge 2 {pm(rows, 'fid_judge2', 2)}, accuracy {pm(rows, 'class_accuracy', 3)}"
+                          for s, rows in arms.items())
         lines.append(f"""At {where}: {cells}. Judge 1: {spread_verdict(arms, 'fid')}; judge 2:
             {spread_verdict(arms, 'fid_judge2')}.""")
     floors = pick(study.rows, NEW_QUICK)
     trained = ", ".join(f"{s} {len(rows)}" for s, rows in at[next(iter(at))].items())
     missing = [s for s in ("linear", "cosine", "sigmoid") if s not in at[next(iter(at))]]
     return wrap(f"""Runs of `python train.py experiment=quickstart schedule=S seed=N` (3,000 steps, v-prediction, bf16,
-        power-function EMA; [tuning.md](../tuning.md)); training seeds so far: {trained}
-        {f"(not yet: {', '.join(missing)})" if missing else ""}. Each final checkpoint scored with `ddpm-compare` at
+        power-function EMA; [tuning.md](../tuning.md)); training seeds so far: {trained}{
+        f" (not yet: {', '.join(missing)})" if missing else ""}. Each final checkpoint scored with `ddpm-compare` at
         sampling seed 0, n = 1000 (floors {floor_of(floors, 'fid_floor')} and {floor_of(floors, 'fid_floor_judge2')}).
         The recipe's sampling setting was chosen on cosine models.""") + "\n\n" + bullets(*lines)
 
