@@ -12,7 +12,7 @@ import csv
 import sys
 from pathlib import Path
 
-from ddpm.files import written
+from ddpm.evaluation.results import merge_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "docs" / "compare" / "sampling_seeds.csv"
@@ -33,15 +33,8 @@ def main(args: list[str]) -> None:
         raise SystemExit("usage: python scripts/seed_rows.py SEED=REPORT_DIR [SEED=REPORT_DIR ...] "
                          "(SEED: the report's seed=, a whole number)")
     new = [row for a in args for row in report_rows(int(a.split("=", 1)[0]), Path(a.split("=", 1)[1]))]
-    keys = {tuple(r[k] for k in KEY) for r in new}
-    old = [r for r in csv.DictReader(open(SEEDS))] if SEEDS.exists() else []
-    merged = [r for r in old if tuple(r[k] for k in KEY) not in keys] + new
-    merged.sort(key=lambda r: tuple(r[k] for k in KEY))
-    with written(SEEDS, text=True) as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(merged)
-    print(f"{len(new)} rows into {SEEDS} ({len(merged)} in all)")
+    merge_results(SEEDS, new, COLUMNS, KEY)
+    print(f"{len(new)} rows into {SEEDS}")
 
 
 if __name__ == "__main__":

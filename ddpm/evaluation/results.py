@@ -56,12 +56,14 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
         writer.writerows(rows)
 
 
-def merge_results(path: Path, rows: list[dict]) -> None:
-    """Add rows to a results.csv that other reports wrote too, replacing the ones measured again."""
+def merge_results(path: Path, rows: list[dict], columns: list[str] = RESULT_COLUMNS,
+                  measurement: list[str] = MEASUREMENT) -> None:
+    """Add rows to a results.csv (or another table of `columns`) that other reports wrote too, replacing the ones
+    measured again: those equal in the `measurement` columns."""
     def key(r):
-        return tuple(cell_value(r, c) for c in MEASUREMENT)
+        return tuple(cell_value(r, c) for c in measurement)
 
     existing = list(csv.DictReader(open(path))) if path.exists() else []
     new = {key(r) for r in rows}
     merged = [r for r in existing if key(r) not in new] + rows
-    write_csv(path, sorted(merged, key=key), RESULT_COLUMNS)
+    write_csv(path, sorted(merged, key=key), columns)
