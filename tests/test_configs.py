@@ -20,7 +20,7 @@ from ddpm.commands.evaluate import evaluate
 from ddpm.commands.sample import sample
 from ddpm.commands.train import build, train
 from ddpm.data.mnist import MNISTDataModule
-from ddpm.diffusion.schedules import NoiseSchedule
+from ddpm.diffusion.schedules import LinearSchedule, NoiseSchedule
 from ddpm.errors import ConfigError
 from ddpm.models.unet import UNet
 from ddpm.sampling.samplers import DDIMSampler, DDPMSampler, DPMSolverSampler, SDEDPMSolverSampler
@@ -153,7 +153,7 @@ def test_each_sampler_owns_its_default_steps_and_steps_overrides_it(command, sam
     def built(*overrides):
         cfg = compose_train(tmp_path / "run", [f"sampler={sampler}", *overrides], config_name=command)
         sampler_ = instantiate(cfg.sampler)
-        return sampler_, sampler_.set_timesteps(cfg.steps, 1000)
+        return sampler_, sampler_.set_timesteps(cfg.steps, LinearSchedule(1000))
 
     default_sampler, timesteps = built()
     assert isinstance(default_sampler, kind) and default_sampler.steps == default

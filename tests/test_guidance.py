@@ -130,30 +130,50 @@ def test_results_without_the_new_columns_stay_loadable_and_merge(tmp_path):
     assert by_key[("a", "[-2,4]")]["nfe"] == "70"
 
 
-def test_compare_rows_state_the_nfe_also_for_scores_cached_before_it_was_recorded(tmp_path):
-    """A run's scores.json from before NFE was recorded: the rows get it from the steps and the interval, without
-    sampling again (the scorer is never called)."""
+def cached_rows(tmp_path, scores: dict, points: list) -> tuple[list, object]:
+    """compare's rows for `points` on a T = 30 run whose scores.json holds `scores` (what -> scores), with no scorer:
+    a point not in the cache fails. The rows and a function that reads the cache back."""
     from omegaconf import OmegaConf
 
     from ddpm.commands.compare import make_sampler
     from ddpm.evaluation.cache import ScoreCache
-    from ddpm.evaluation.points import Point
     from ddpm.evaluation.runs import describe
     from ddpm.evaluation.study import score_run
 
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
-    ckpt = write_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")  # T = 30
+    ckpt = write_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
     cfg = OmegaConf.create({"n": 4, "seed": 0, "batch_size": 4, "classifier": None, "classifier2": None,
                             "nll": {"n": 0}})
     cache = ScoreCache(tmp_path / "run", cfg)
     cache.put(ckpt, "meta", {"train_step": 0})
-    old = {"fid": 1.0, "fid_floor": 0.5, "kid": 0.0, "images_per_second": 1.0}
-    cache.put(ckpt, "ddim-10-w2", old)
-    cache.put(ckpt, "ddim-10-w2-i[50,60]", old)
-    points = [Point("ddim", 10, 2.0, "last", "all"), Point("ddim", 10, 2.0, "last", "all", (50.0, 60.0))]
+    for what, value in scores.items():
+        cache.put(ckpt, what, value)
     rows = score_run(describe(tmp_path / "run"), points, True, cfg, None, None, "cpu", make_sampler)
+    return rows, lambda what: ScoreCache(tmp_path / "run", cfg).get(ckpt, what)
+
+
+OLD_SCORES = {"fid": 1.0, "fid_floor": 0.5, "kid": 0.0, "images_per_second": 1.0}
+
+
+def test_compare_rows_state_the_nfe_also_for_scores_cached_before_it_was_recorded(tmp_path):
+    """A run's scores.json from before NFE was recorded: the rows get it from the steps and the interval, without
+    sampling again (the scorer is never called)."""
+    from ddpm.evaluation.points import Point
+
+    points = [Point("ddim", 10, 2.0, "last", "all"), Point("ddim", 10, 2.0, "last", "all", (50.0, 60.0))]
+    rows, cached = cached_rows(tmp_path, {"ddim-10-w2": OLD_SCORES, "ddim-10-w2-i[50,60]": OLD_SCORES}, points)
     assert [(r["guidance_interval"], r["nfe"], r["fid"]) for r in rows] == [("", 20, 1.0), ("[50,60]", 10, 1.0)]
-    assert ScoreCache(tmp_path / "run", cfg).get(ckpt, "ddim-10-w2")["nfe"] == 20  # filled in once
+    assert cached("ddim-10-w2")["nfe"] == 20  # filled in once
+
+
+def test_a_heun_score_from_evenly_spaced_steps_is_not_reused(tmp_path):
+    """Heun stepped through DDIM's timesteps before it took rho-spaced ones: a score cached under its point alone is
+    of that sampler, and the row takes the one keyed by the spacing."""
+    from ddpm.evaluation.points import Point
+
+    scores = {"heun-6-w2": {**OLD_SCORES, "fid": 5000.0, "nfe": 22}, "heun-6-w2-rho7": {**OLD_SCORES, "nfe": 22}}
+    rows, _ = cached_rows(tmp_path, scores, [Point("heun", 6, 2.0, "last", "all")])
+    assert [(r["sampler"], r["nfe"], r["fid"]) for r in rows] == [("heun", 22, 1.0)]
 
 
 def test_the_training_callbacks_take_an_interval(tmp_path):

@@ -1,6 +1,6 @@
 """DDPM's step count at T, the one read of the schedule's coefficients, and the one scaling between pixels and
-[-1, 1]. (Every sampler's step-count API, a default from conf/sampler/ and set_timesteps(n, T) when sampling starts:
-tests/test_sampler_contract.py.)"""
+[-1, 1]. (Every sampler's step-count API, a default from conf/sampler/ and set_timesteps(n, schedule) when sampling
+starts: tests/test_sampler_contract.py.)"""
 
 import torch
 
@@ -16,7 +16,7 @@ def test_ddpm_at_T_steps_is_the_original_process_without_a_special_case():
     model = lambda x, t, labels: 0.2 * x  # noqa: E731
     noise = torch.randn(2, 1, 4, 4)
     at_t = DDPMSampler(steps=5)
-    assert at_t.set_timesteps(40, 40) == list(range(39, -1, -1))
+    assert at_t.set_timesteps(40, d.schedule) == list(range(39, -1, -1))
     run = lambda sampler: sampler.sample(model, d, noise, generator=torch.Generator().manual_seed(0)).images  # noqa: E731
     assert torch.equal(run(at_t), run(DDPMSampler()))
 

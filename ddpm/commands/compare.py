@@ -81,7 +81,7 @@ def grid_setting(cfg: DictConfig, arm: str, run: Run) -> GridSetting:
         values, sources = command_setting(cfg, module.sampling_setting, ckpt=ckpt, conditional=module.conditional,
                                           prefix="grid")
         sampler = make_sampler(values["sampler"], values["steps"])
-        sampler.set_timesteps(None, module.diffusion.timesteps)  # refuses steps > T
+        sampler.set_timesteps(None, module.diffusion.schedule)  # refuses steps > T
         guidance = number("grid.guidance", values["guidance"], low=0)
         interval = check_interval("grid.guidance_interval", values["guidance_interval"])
     except ConfigError as e:

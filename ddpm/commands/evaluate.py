@@ -35,7 +35,7 @@ def evaluate(cfg: DictConfig) -> dict:
     setting, sources = command_setting(cfg, module.sampling_setting, ckpt=cfg.ckpt,
                                         conditional=module.conditional)
     sampler = instantiate(setting["sampler"])
-    sampler.set_timesteps(setting["steps"], module.diffusion.timesteps)  # refuse steps > T before any work
+    sampler.set_timesteps(setting["steps"], module.diffusion.schedule)  # refuse steps > T before any work
     scorer = build_scorer(cfg.data, cfg.classifier, cfg.get("classifier2"), device=device)
     scorer.check_n("n", cfg.n)
     guidance = guidance_scale(setting["guidance"], module.conditional)

@@ -34,7 +34,7 @@ def sample(cfg: DictConfig) -> dict:
     setting, sources = command_setting(cfg, module.sampling_setting, ckpt=cfg.ckpt, conditional=conditional)
     sampler = instantiate(setting["sampler"])
     T = module.diffusion.timesteps
-    sampler.set_timesteps(setting["steps"], T)  # refuses steps > T before any work
+    sampler.set_timesteps(setting["steps"], module.diffusion.schedule)  # refuses steps > T before any work
     if cfg.digit is not None and not conditional:
         raise ConfigError(
             f"digit={cfg.digit} needs class-conditional sampling, and {cfg.ckpt} is unconditional: drop digit="

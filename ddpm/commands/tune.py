@@ -151,7 +151,7 @@ def incumbents(cfg: DictConfig, module) -> dict[str, dict]:
 def prepared(module, setting: dict):
     """The sampler of a setting, set to its steps, and the network evaluations per image it will cost."""
     sampler = instantiate(setting["sampler"])
-    timesteps = sampler.set_timesteps(setting["steps"], module.diffusion.timesteps)
+    timesteps = sampler.set_timesteps(setting["steps"], module.diffusion.schedule)
     guided = Guided(module.net, torch.zeros(1, dtype=torch.long), setting["guidance"], setting["guidance_interval"],
                     module.diffusion.log_snr)
     return sampler, guided.planned_nfe(sampler.evaluations(timesteps))

@@ -81,8 +81,11 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
         nll = checkpoint_bits_per_dim(cache, ckpt, loaded, cfg, test_images, device, f"{run.name} step {train_step}")
         for point in ckpt_points.values():
             interval = show_interval(point.guidance_interval)
-            # Points without an interval keep the cache keys of the scores cached before intervals existed.
-            what = f"{point.sampler}-{point.steps}-w{point.guidance:g}" + (f"-i{interval}" if interval else "")
+            sampler = make_sampler(point.sampler)
+            # Points without an interval, and samplers at evenly spaced steps, keep the cache keys of the scores cached
+            # before intervals and other spacings existed.
+            what = (f"{point.sampler}-{point.steps}-w{point.guidance:g}" + (f"-i{interval}" if interval else "")
+                    + (f"-{sampler.spacing}" if sampler.spacing else ""))
             scores = cache.get(ckpt, what)
             if scores is None or "nfe" not in scores:
                 m = loaded()
@@ -90,8 +93,7 @@ def score_run(run: Run, points: list[Point], first: bool, cfg: DictConfig, score
                 steps = T if point.steps == "T" else point.steps
                 if steps > T:
                     continue  # a step count beyond this run's T (e.g. 1000-step points on a T = 300 run)
-                sampler = make_sampler(point.sampler)
-                timesteps = sampler.set_timesteps(steps, T)
+                timesteps = sampler.set_timesteps(steps, m.diffusion.schedule)
                 if scores is not None:  # cached before NFE was recorded: it follows from the steps, no sampling
                     labels = cycling_labels(cfg.n) if m.conditional else None  # as score_sampler's
                     guided = Guided(m.net, labels, point.guidance, point.guidance_interval, m.diffusion.log_snr)

@@ -59,7 +59,7 @@ def generate(
     steps = None
     if progress:  # the steps of every batch as one piece of work
         batches = math.ceil(n / batch_size)
-        steps = Progress(batches * len(sampler.timesteps(module.diffusion.timesteps)), progress).wrap
+        steps = Progress(batches * len(sampler.timesteps(module.diffusion.schedule)), progress).wrap
     noise = fixed_noise(n, seed)
     images, trajectories, nfe = [], [], 0
     for k, start in enumerate(range(0, n, batch_size)):

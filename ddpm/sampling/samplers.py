@@ -2,9 +2,11 @@
 the loop, classifier-free guidance (ddpm.sampling.guidance.Guided) and x0 clipping are shared. A step gets the
 network as a callable `denoise(x, t) -> (x0, eps)`, so a solver may evaluate it more than once per step (Heun).
 
-A sampler is built from conf/sampler/<name>.yaml with its own default step count (`steps`); `set_timesteps(n, T)`
-chooses the count of the runs to come once the schedule's T is known, as diffusers' `set_timesteps`: n = None keeps
-the default, n = T is every timestep (for DDPM, the original process). The coefficients come from GaussianDiffusion.
+A sampler is built from conf/sampler/<name>.yaml with its own default step count (`steps`);
+`set_timesteps(n, schedule)` chooses the count of the runs to come once the run's schedule is known, as diffusers'
+`set_timesteps`: n = None keeps the default, n = T is every timestep (for DDPM, the original process). Most samplers
+need only the schedule's T (evenly spaced timesteps); Heun places its steps by the schedule's noise levels. The
+coefficients come from GaussianDiffusion.
 """
 
 import math
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ddpm.diffusion.gaussian import GaussianDiffusion
+from ddpm.diffusion.schedules import NoiseSchedule
 from ddpm.errors import ConfigError
 from ddpm.sampling.guidance import Guided
 from ddpm.validation import integer, number, one_of
@@ -27,17 +30,20 @@ class SampleResult:
 
 class Sampler:
     steps: int | None  # the step count of the runs to come: the config's default until set_timesteps changes it
+    # How the timesteps are placed where not evenly spaced; part of a compare score's cache key, so that a score
+    # measured at other timesteps under the same sampler name is not reused.
+    spacing: str = ""
 
-    def timesteps(self, T: int) -> list[int]:
-        """The timesteps visited, in decreasing order."""
-        return evenly_spaced(T, self.steps)
+    def timesteps(self, schedule: NoiseSchedule) -> list[int]:
+        """The timesteps of `schedule` visited, in decreasing order."""
+        return evenly_spaced(schedule.timesteps, self.steps)
 
-    def set_timesteps(self, steps: int | None, T: int) -> list[int]:
-        """Sample with `steps` steps from now on (None: keep the sampler's own default); the timesteps it visits.
-        Refuses a count outside 1..T in one line."""
+    def set_timesteps(self, steps: int | None, schedule: NoiseSchedule) -> list[int]:
+        """Sample with `steps` steps from now on (None: keep the sampler's own default); the timesteps of `schedule`
+        it visits. Refuses a count outside 1..T in one line."""
         if steps is not None:
             self.steps = check_steps(steps)
-        return self.timesteps(T)
+        return self.timesteps(schedule)
 
     def evaluations(self, timesteps: list[int]) -> list[int]:
         """The timesteps at which a run over `timesteps` calls the network, in order: one call per step unless the
@@ -70,7 +76,7 @@ class Sampler:
         the result. `progress` wraps the step iterator (e.g. tqdm). Guidance w applies with labels only, and with
         `guidance_interval` = [lo, hi] only at the steps whose log-SNR lies in it (ddpm.sampling.guidance)."""
         guided = Guided(model, labels, guidance, guidance_interval, diffusion.log_snr)
-        steps = self.timesteps(diffusion.timesteps)
+        steps = self.timesteps(diffusion.schedule)
         frames = torch.linspace(0, len(steps) - 1, trajectory_frames - 1) if trajectory_frames > 1 else torch.zeros(0)
         record = set(frames.round().long().tolist())
         self.reset()
@@ -105,9 +111,41 @@ def evenly_spaced(T: int, steps: int | None) -> list[int]:
     """`steps` timesteps from T-1 down to 0, evenly spaced (all T when steps is None or T)."""
     if steps is None or steps == T:
         return list(range(T - 1, -1, -1))
+    check_within(steps, T)
+    return torch.linspace(T - 1, 0, steps).round().long().tolist()
+
+
+def check_within(steps: int, T: int) -> None:
+    """Refuses in one line a step count above the schedule's T."""
     if steps > T:
         raise ConfigError(f"steps={steps} exceeds the schedule's {T} timesteps: use steps <= {T}")
-    return torch.linspace(T - 1, 0, steps).round().long().tolist()
+
+
+def karras_timesteps(schedule: NoiseSchedule, steps: int, rho: float = 7.0) -> list[int]:
+    """`steps` timesteps of `schedule` from T-1 down to 0 at the noise levels of Karras et al. 2022, eq. 5:
+    sigma_i = (sigma_max^(1/rho) + i / (N - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, i = 0 .. N-1, with
+    sigma = sqrt((1 - alpha_bar) / alpha_bar) and sigma_max, sigma_min the schedule's own at t = T-1 and t = 0.
+    rho = 7 (their choice) shortens the steps towards sigma_min, where the images take shape.
+
+    Each level goes to the timestep whose sigma is nearest in log sigma: the network was trained on the schedule's
+    integer timesteps only, and the steps use the float64 alpha_bar of those. Where levels lie closer than the
+    schedule's timesteps (near sigma_max on the cosine schedule, whose last step alone jumps from sigma 640 to
+    20,000), several would share one timestep; they go to the next free ones instead, so that the run still has
+    `steps` distinct steps (steps = T: every timestep)."""
+    T = schedule.timesteps
+    check_within(steps, T)
+    if steps == 1:
+        return [T - 1]  # sigma_max alone: eq. 5 needs N >= 2
+    log_sigma = 0.5 * (torch.log1p(-schedule.alphas_cumprod) - torch.log(schedule.alphas_cumprod))
+    sigma_max, sigma_min = log_sigma[-1].exp(), log_sigma[0].exp()
+    i = torch.arange(steps, dtype=torch.float64)
+    levels = (sigma_max ** (1 / rho) + i / (steps - 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    nearest = (log_sigma[None, :] - levels.log()[:, None]).abs().argmin(1).tolist()
+    # Below the step before and above the steps still to come: each timestep once, from T-1 down to 0.
+    timesteps = [T - 1]
+    for k, t in enumerate(nearest[1:], start=1):
+        timesteps.append(max(min(t, timesteps[-1] - 1), steps - 1 - k))
+    return timesteps
 
 
 def check_steps(steps, optional: bool = False, null: str = "all of them") -> int | None:
@@ -227,15 +265,27 @@ class HeunSampler(Sampler):
     """Heun's second-order method (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
     Models", Algorithm 1; deterministic): an Euler step of the probability-flow ODE, then the trapezoidal
     correction with the derivative at the step's end, except on the last step, into sigma = 0, where that
-    derivative is undefined. Two network evaluations per step but the last: 2 steps - 1 in all. Over the same
-    evenly spaced timesteps as DDIM, whose step is Heun's Euler predictor.
+    derivative is undefined. Two network evaluations per step but the last: 2 steps - 1 in all. The Euler predictor
+    is DDIM's step at eta = 0.
+
+    The steps are the paper's too: N noise levels spaced by eq. 5 with rho = 7 from the schedule's sigma_max down to
+    its sigma_min, then sigma_N = 0 (karras_timesteps). Evenly spaced timesteps, as DDIM's, fail on the cosine
+    schedule, whose first step then falls from sigma = 20,000 to 11: for Gaussian data of std sigma_d, a step from
+    sigma_a to sigma_b << sigma_a multiplies x^ - mean by a factor off by about (sigma_a / sigma_b) (sigma_d /
+    sigma_b)^2 / 2 relative, 2.0 there (sigma_d = 0.5), since the trapezoid's end-point term is sigma_a / (2 sigma_b)
+    times the result. Eq. 5 keeps sigma_a / sigma_b small where sigma_b nears the data's scale.
 
     The paper's ODE is written for x^ = x / s with s = sqrt(alpha_bar) and noise level
     sigma = sqrt((1 - alpha_bar) / alpha_bar) (their Table 1, VP: the project's x is s x^): eq. 1 with sigma(t) = t
     and the score (D(x^; sigma) - x^) / sigma^2 of eq. 3 is dx^/dsigma = (x^ - D) / sigma, the eps prediction."""
 
+    spacing = "rho7"
+
     def __init__(self, steps: int = 18):
         self.steps = check_steps(steps)
+
+    def timesteps(self, schedule: NoiseSchedule) -> list[int]:
+        return karras_timesteps(schedule, self.steps)
 
     def evaluations(self, timesteps: list[int]) -> list[int]:
         # Every step evaluates at its start; all but the last again at their end (the correction, lines 6-7).
