@@ -17,6 +17,7 @@ from ddpm.commands.train import train
 from ddpm.data.mnist import load_mnist_split
 from ddpm.errors import ConfigError
 from ddpm.evaluation.judge import save_judge, train_judge
+from ddpm.sampling.generate import cycling_labels, generate
 from ddpm.sampling.setting import TUNED, load_tuned, stored_for
 
 pytest.importorskip("optuna")
@@ -165,6 +166,46 @@ def test_params_of_inverts_setting_of_within_the_search_space(tmp_path):
     assert tune_command.params_of(default, cfg.search) is None
     cfg.search.steps = [2, 50]  # first order: no sampler config of the space
     assert tune_command.params_of({**default, "sampler": {**default["sampler"], "order": 1}}, cfg.search) is None
+
+
+def test_settings_that_guide_the_same_steps_are_one_finalist(run, digits, judge, tmp_path):
+    """w and the interval's ends matter only through the steps they guide: settings of equal effect draw the same
+    digits, so the re-scoring takes the best of them once (an incumbent too)."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    from ddpm.training.checkpoint import load_module
+
+    module = load_module(run / "checkpoints" / "last.ckpt", ema=True)
+    base = {"sampler": "sde_dpmpp", "steps": 6}
+    settings = {  # an interval no step falls in is w = 0, whatever w; every step at w = 1 is not
+        "high_empty": {**base, "guidance": 3.0, "interval": "bounded", "lo": 40.0, "width": 1.0},
+        "w0": {**base, "guidance": 0.0, "interval": "every step"},
+        "low_empty": {**base, "guidance": 1.0, "interval": "bounded", "lo": -40.0, "width": 1.0},
+        "every": {**base, "guidance": 1.0, "interval": "every step"}}
+    effects = {name: tune_command.prepared(module, tune_command.setting_of(p))[2] for name, p in settings.items()}
+    assert effects["high_empty"] == effects["w0"] == effects["low_empty"] != effects["every"]
+
+    def digits_of(name):
+        setting = tune_command.setting_of(settings[name])
+        sampler, _, _ = tune_command.prepared(module, setting)
+        with torch.inference_mode():
+            return generate(module, sampler, 8, cycling_labels(8), setting["guidance"], seed=3,
+                            guidance_interval=setting["guidance_interval"]).images
+
+    assert torch.equal(digits_of("high_empty"), digits_of("w0"))
+    assert not torch.equal(digits_of("every"), digits_of("w0"))
+
+    study = optuna.create_study()
+    for number, (name, fid) in enumerate([("every", 3.0), ("high_empty", 1.0), ("w0", 2.0), ("low_empty", 4.0)]):
+        attrs = {"effect": effects[name], "class_accuracy": 1.0, "nfe": 6,
+                 **({"incumbent": "package default"} if name == "w0" else {})}
+        study.add_trial(optuna.trial.create_trial(params={"n": number}, distributions={
+            "n": CategoricalDistribution(list(range(4)))}, value=fid, user_attrs=attrs))
+    cfg = OmegaConf.create({"min_accuracy": 0.5, "max_nfe": 50, "final": {"finalists": 1}})
+    assert [t.user_attrs["effect"] == effects["w0"] for t in tune_command.finalists(study, cfg)] == [True]
+    cfg.final.finalists = 3
+    assert [t.value for t in tune_command.finalists(study, cfg)] == [1.0, 3.0]
 
 
 def test_stored_for_prefers_the_runs_tuned_setting_and_refuses_a_bad_one(tmp_path):

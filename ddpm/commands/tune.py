@@ -149,12 +149,18 @@ def incumbents(cfg: DictConfig, module) -> dict[str, dict]:
 
 
 def prepared(module, setting: dict):
-    """The sampler of a setting, set to its steps, and the network evaluations per image it will cost."""
+    """The sampler of a setting, set to its steps; the network evaluations per image it will cost; and what its
+    samples depend on: two settings of equal `effect` draw bitwise the same digits at a seed (w and the interval's
+    ends matter only through the steps they guide, so that an interval no step falls in is w = 0)."""
     sampler = instantiate(setting["sampler"])
     timesteps = sampler.set_timesteps(setting["steps"], module.diffusion.schedule)
     guided = Guided(module.net, torch.zeros(1, dtype=torch.long), setting["guidance"], setting["guidance_interval"],
                     module.diffusion.log_snr)
-    return sampler, guided.planned_nfe(sampler.evaluations(timesteps))
+    evaluations = sampler.evaluations(timesteps)
+    steps_guided = [i for i, t in enumerate(evaluations) if guided.guided_at(t)]
+    effect = json.dumps([setting["sampler"], setting["steps"], steps_guided,
+                         setting["guidance"] if steps_guided else 0], sort_keys=True)
+    return sampler, guided.planned_nfe(evaluations), effect
 
 
 def describe(setting: dict) -> str:
@@ -219,7 +225,8 @@ def run_study(cfg: DictConfig, study, module, scorer) -> None:
 
     def objective(trial) -> float:
         setting = suggest(trial, cfg.search)
-        sampler, nfe = prepared(module, setting)
+        sampler, nfe, effect = prepared(module, setting)
+        trial.set_user_attr("effect", effect)
         # The constraints (Optuna's convention: feasible when <= 0), which TPE reads from the trial.
         trial.set_user_attr("nfe", nfe)
         trial.set_constraint("nfe", nfe - cfg.max_nfe)
@@ -252,11 +259,18 @@ def run_study(cfg: DictConfig, study, module, scorer) -> None:
 
 
 def finalists(study, cfg: DictConfig) -> list:
-    """The best final.finalists feasible trials, then the feasible incumbents among the rest."""
+    """The best final.finalists feasible trials, then the feasible incumbents among the rest; of trials that draw the
+    same digits (prepared's `effect`) only the first, which would be re-scored to the same numbers."""
     ok = sorted((t for t in scored(study) if t.user_attrs["class_accuracy"] >= cfg.min_accuracy
                  and t.user_attrs["nfe"] <= cfg.max_nfe), key=lambda t: t.value)
-    best = ok[: cfg.final.finalists]
-    return best + [t for t in ok[cfg.final.finalists:] if "incumbent" in t.user_attrs]
+    distinct, seen = [], set()
+    for t in ok:
+        effect = t.user_attrs.get("effect", t.number)  # a trial of an older study: its own
+        if effect not in seen:
+            seen.add(effect)
+            distinct.append(t)
+    best = distinct[: cfg.final.finalists]
+    return best + [t for t in distinct[cfg.final.finalists:] if "incumbent" in t.user_attrs]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -272,7 +286,7 @@ def rescore(cfg: DictConfig, study, trial, module, scorer) -> dict:
     setting = setting_of(trial.params)
     runs = []
     for seed in cfg.final.seeds:
-        sampler, nfe = prepared(module, setting)
+        sampler, nfe, _ = prepared(module, setting)
         with torch.inference_mode():
             runs.append(score_sampler(module, sampler, scorer, cfg.final.n, setting["guidance"], seed, cfg.batch_size,
                                       setting["guidance_interval"]))
