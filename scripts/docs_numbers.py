@@ -58,7 +58,11 @@ RECIPE_LEVERS = {
     NEW_QUICK_RUN: ("`r5`'s recipe as `experiment=quickstart`, trained from the README's command",
                     "r0_s1100_quickstart", IDLE),
 }
-DEFAULT_SETTING = dict(sampler="sde_dpmpp", steps=25, guidance=1.5, guidance_interval="[-1,inf]")
+DEFAULT_SETTING = dict(sampler="sde_dpmpp", steps=29, guidance=1.31, guidance_interval="[-0.83,inf]")  # since 2026-12
+DEFAULT_2611 = dict(sampler="sde_dpmpp", steps=25, guidance=1.5, guidance_interval="[-1,inf]")  # the default before it
+TEN_NFE = dict(sampler="sde_dpmpp", steps=8, guidance=2.44, guidance_interval="[0.22,inf]")  # ddpm-tune max_nfe=12
+# The default recipe's 10,000-step models retrained for ddpm-tune (docs/sampling.md), scored over sampling seeds 0-2.
+RETRAINED_10K = re.compile(r"d10000_(default|cosine)_s0")
 OLD_DEFAULT = dict(sampler="ddim", steps=50, guidance=1.0, guidance_interval=EVERY_STEP)
 QUICK_SETTING = dict(sampler="sde_dpmpp", steps=25, guidance=1.0, guidance_interval="[-3,3]")
 RECIPE_SETTING = dict(sampler="sde_dpmpp", steps=25, guidance=1.5, guidance_interval="[-1,1]")  # sampling/quickstart
@@ -66,8 +70,8 @@ RECIPE_SETTING = dict(sampler="sde_dpmpp", steps=25, guidance=1.5, guidance_inte
 # default, and the default recipe (default_recipe_line).
 TIME_LINES = {"1,100-step quickstart, w = 1 in [-3, 3]": dict(run=re.compile(OLD_QUICK_RUN), **QUICK_SETTING),
               "3,000-step quickstart, w = 1.5 in [-1, 1]": dict(run=re.compile(NEW_QUICK_RUN), **RECIPE_SETTING),
-              "1,100-step quickstart, default setting": dict(run=re.compile(OLD_QUICK_RUN), **DEFAULT_SETTING),
-              "3,000-step quickstart, default setting": dict(run=re.compile(NEW_QUICK_RUN), **DEFAULT_SETTING)}
+              "1,100-step quickstart, 2026-11 default": dict(run=re.compile(OLD_QUICK_RUN), **DEFAULT_2611),
+              "3,000-step quickstart, 2026-11 default": dict(run=re.compile(NEW_QUICK_RUN), **DEFAULT_2611)}
 
 
 # ---- reading and picking rows
@@ -271,8 +275,8 @@ class Study:
         return pick(self.final, schedule=schedule, loss=loss, **point)
 
     def default_seeds(self, schedule: str) -> list[dict]:
-        """The default setting on one 10,000-step model over sampling seeds 0-2 (sampling_seeds.csv)."""
-        return pick(self.seeds, SAMPLING_DEFAULT, schedule=schedule, **DEFAULT_SETTING)
+        """The 2026-11 default on one 10,000-step model over sampling seeds 0-2 (sampling_seeds.csv)."""
+        return pick(self.seeds, SAMPLING_DEFAULT, schedule=schedule, **DEFAULT_2611)
 
     def floors(self) -> list[tuple[str, list[dict]]]:
         """(the judges' round, its rows) for each round of judges: the schedule study's and the sampling study's."""
@@ -403,16 +407,17 @@ def bits_per_dim(study: Study, schedule: str, loss: str = "eps") -> str:
 
 
 def sampling_headline(study: Study) -> dict:
-    """The default setting over 3 sampling seeds on the 10,000-step models (sampling_seeds.csv), the old default on
+    """The 2026-11 default over 3 sampling seeds on the 10,000-step models (sampling_seeds.csv), the old default on
     them, and the quickstart model's own best and the old default over its 3 training seeds (results.csv)."""
     default = {s: study.default_seeds(s) for s in SCHEDULES}
     old = {s: one(study.rows, SAMPLING_DEFAULT, schedule=s, **OLD_DEFAULT) for s in SCHEDULES}
     quick = pick(study.rows, SAMPLING_QUICK, budget=1100, **QUICK_SETTING)
     quick_old = pick(study.rows, SAMPLING_QUICK, budget=1100, **OLD_DEFAULT)
-    nfe = pick(study.rows, SAMPLING_DEFAULT, **DEFAULT_SETTING)
+    nfe = pick(study.rows, SAMPLING_DEFAULT, **DEFAULT_2611)
     every = default["linear"] + default["cosine"]
     floor = floor_of(every, "fid_floor")
-    claim(all(mean(rows) <= float(floor) for rows in default.values()), "the default puts both models at the floor")
+    claim(all(mean(rows) <= float(floor) for rows in default.values()),
+          "the 2026-11 default puts both models at the floor")
     return dict(
         floor=floor, floor_judge2=floor_of(every, "fid_floor_judge2"),
         linear=pm(default["linear"]), cosine=pm(default["cosine"]),
@@ -426,18 +431,41 @@ def sampling_headline(study: Study) -> dict:
         quick_nfe=span([r["nfe"] for r in quick], 0))
 
 
+def package_default(study: Study) -> dict:
+    """The package default (2026-12) against the 2026-11 one and the 10-NFE setting on the retrained 10,000-step
+    models, over sampling seeds 0-2 (sampling_seeds.csv): what set it."""
+    models = {s: pick(study.seeds, RETRAINED_10K, schedule=s) for s in SCHEDULES}
+    at = {name: {s: pick(models[s], **setting) for s in SCHEDULES}
+          for name, setting in (("new", DEFAULT_SETTING), ("old", DEFAULT_2611), ("ten", TEN_NFE))}
+    claim(all(len(rows) == 3 for arms in at.values() for rows in arms.values()), "3 sampling seeds per setting")
+    new, old = at["new"], at["old"]
+    every = new["linear"] + new["cosine"]
+    floor, floor2 = mean(every, "fid_floor"), mean(every, "fid_floor_judge2")
+    claim(all(mean(rows) < floor and mean(rows, "fid_judge2") < floor2 and mean(rows, "class_accuracy") >= 0.98
+              for rows in new.values()), "the default is below both floors at accuracy >= 0.98 on both models")
+    claim(all(mean(new[s], m) < mean(old[s], m) for s in SCHEDULES for m in ("fid", "fid_judge2")),
+          "the default is lower than the 2026-11 one by both judges on both models")
+    gains = [mean(old[s], m) - mean(new[s], m) for s in SCHEDULES for m in ("fid", "fid_judge2")]
+    return dict(at=at, floor=num(floor, 2), floor_judge2=num(floor2, 2), gain=span(gains),
+                linear=pm(new["linear"]), cosine=pm(new["cosine"]),
+                linear_mean=num(mean(new["linear"])), cosine_mean=num(mean(new["cosine"])),
+                nfe=span([r["nfe"] for r in every], 0),
+                old_nfe=span([r["nfe"] for r in old["linear"] + old["cosine"]], 0),
+                accuracy=span([mean(rows, "class_accuracy") for rows in new.values()], 3))
+
+
 # ---- README.md
 
 
 def readme_verdict(study: Study) -> str:
-    h = sampling_headline(study)
+    h, d = sampling_headline(study), package_default(study)
     arms = recipe_arms(study, RECIPE_SETTING)
     seeds = ", ".join(f"{s} {len(rows)}" for s, rows in arms.items())
     return wrap(f"""**The verdict on MNIST: linear vs cosine is mostly a tie.** At the 1,100-step budget, sampled
         with DDIM or DPM-Solver++ at w = 2, the two are level at 20 or more steps, linear is better with 10 steps,
         and min-SNR-5 moves FID more than the schedule; cosine learns faster early. After 10,000 steps, with the
-        default sampler (SDE-DPM-Solver++-25, w = 1.5 at log-SNR >= -1), both reach the real-data floor (FID
-        {h['linear_mean']} vs {h['cosine_mean']} over 3 sampling seeds, 1 training seed each); cosine's lead there
+        default sampler (SDE-DPM-Solver++-29, w = 1.31 at log-SNR >= -0.83), both are below the real-data floor
+        (FID {d['linear_mean']} vs {d['cosine_mean']} over 3 sampling seeds, 1 training seed each); cosine's lead
         needs guidance at high noise (DDIM-50, w = 1: {h['old_cosine']} vs {h['old_linear']}). Linear has the better
         likelihood ([the study](docs/compare/README.md)). At the 3,000-step quickstart (seeds: {seeds}; its own
         setting): by judge 1 {spread_verdict(arms, 'fid')}, by judge 2 {spread_verdict(arms, 'fid_judge2')};
@@ -451,7 +479,7 @@ def readme_results(study: Study) -> str:
         rows = study.arm(schedule, loss, sampler="ddim", steps=50, guidance=2.0)
         body.append([f"{schedule}, {loss_name(loss)}", pm(rows), pm(rows, "fid_judge2"),
                      span(values(rows, "class_accuracy"), 3)])
-    t, h, b = tie(study), sampling_headline(study), default_budget_final(study)
+    t, h, b, d = tie(study), sampling_headline(study), default_budget_final(study), package_default(study)
     inside = ", inside the seeds' spread" if t["inside"] else ""
     ten = {(s, loss): (lin, cos) for s, loss, lin, cos in ten_steps_linear_wins(study)}
     gains = {w: [guidance_gain(study, s, w) for s in SCHEDULES] for w in (2.0, 1.0)}
@@ -488,13 +516,13 @@ def readme_results(study: Study) -> str:
         scored point (by {b['guided']} FID), linear at w = 0 with 10 DDIM steps
         ({fid_at(b['final'], 'linear', sampler='ddim', steps=10, guidance=0.0)} vs
         {fid_at(b['final'], 'cosine', sampler='ddim', steps=10, guidance=0.0)}).""",
-        f"""**Sampling settings** (this round's judges, floor {h['floor']}): the new default, SDE-DPM-Solver++-25 with
-        w = 1.5 at log-SNR >= -1 ({h['nfe']} NFE), puts the 10,000-step models at the floor, FID {h['linear']}
-        (linear) and {h['cosine']} (cosine) over 3 sampling seeds at accuracy {h['accuracy']}, against
-        {h['old_linear']} / {h['old_cosine']} with the old DDIM-50 at w = 1 ({h['old_nfe']} NFE). The quickstart
-        model needs w = 1 at log-SNR in [-3, 3]: {h['quick']} at {h['quick_accuracy']} over {h['quick_seeds']}
-        training seeds (old default {h['quick_old']} at {h['quick_old_accuracy']})
-        ([the table](docs/compare/README.md#sampling-settings-the-defaults-by-measurement)).""",
+        f"""**Sampling settings** (this round's judges, floor {h['floor']}): SDE-DPM-Solver++-25 at w = 1.5 from
+        log-SNR -1 ({h['nfe']} NFE) puts 10,000-step models at the floor, FID {h['linear']} (linear) and
+        {h['cosine']} (cosine) over 3 sampling seeds, against {h['old_linear']} / {h['old_cosine']} with DDIM-50 at
+        w = 1 ({h['old_nfe']} NFE); the tuned default (w = 1.31 from -0.83, 29 steps) is {d['gain']} lower at accuracy
+        {d['accuracy']} on retrained ones. The 1,100-step quickstart needs w = 1 in [-3, 3]: {h['quick']} over
+        {h['quick_seeds']} training seeds
+        ([table](docs/compare/README.md#sampling-settings-the-defaults-by-measurement)).""",
         f"""**bits/dim favours linear** (seed 0, plain loss: {bits_per_dim(study, 'linear')} vs
         {bits_per_dim(study, 'cosine')} after 1,100 steps,
         {num(one(b['final'], schedule='linear', sampler='ddim', steps=50, guidance=2.0)['bits_per_dim'], 2)} vs
@@ -532,24 +560,73 @@ def measuring_kid(study: Study) -> str:
 
 
 def sampling_defaults(study: Study) -> str:
-    h = sampling_headline(study)
+    h, d = sampling_headline(study), package_default(study)
     return wrap(f"""**Defaults.** sample, evaluate, compare's grids (`grid.*`) and the training callbacks' grids and FID
-        draw, where neither the checkpoint nor the recipe states a setting, with SDE-DPM-Solver++(2M) at 25 steps,
-        guidance w = 1.5 only at log-SNR >= -1: {h['nfe']} NFE per image
-        (fewer under the linear schedule, whose steps spend less time in that range), the best measured setting at
-        class accuracy >= 0.97 and <= 100 NFE for the default 10,000-step models, which it puts at the real-data
-        floor (FID {h['linear']} and {h['cosine']} over 3 sampling seeds against a floor of {h['floor']}). A model
-        trained much shorter needs guidance at higher noise: for the 1,100-step quickstart's
+        draw, where neither the checkpoint nor the recipe states a setting, with SDE-DPM-Solver++(2M) at 29 steps,
+        guidance w = 1.31 only at log-SNR >= -0.83: {d['nfe']} NFE per image (fewer under the linear schedule, whose
+        steps spend less time in that range). `ddpm-tune` found it on a 10,000-step model; it puts both schedules'
+        10,000-step models below the real-data floor (FID {d['linear']} and {d['cosine']} over 3 sampling seeds
+        against a floor of {d['floor']}; [the package default](#the-package-default)). It replaced (2026-12) the
+        2026-11 default, the same sampler at 25 steps with w = 1.5 at log-SNR >= -1 ({h['nfe']} NFE), the best of a
+        grid over the guidance interval
+        ([the measurement](compare/README.md#sampling-settings-the-defaults-by-measurement)).
+        A model trained much shorter needs guidance at higher noise: for the 1,100-step quickstart's
         (`experiment=quickstart_1100`), `guidance=1 'guidance_interval=[-3,3]'` ({h['quick_nfe']} NFE; FID
-        {h['quick']} over {h['quick_seeds']} training seeds against {h['quick_old']} with the old default)
-        ([the measurement](compare/README.md#sampling-settings-the-defaults-by-measurement)); the 3,000-step
-        v-prediction model of today's `experiment=quickstart` is best guided only at log-SNR in [-1, 1]
+        {h['quick']} over {h['quick_seeds']} training seeds against {h['quick_old']} with DDIM-50 at w = 1); the
+        3,000-step v-prediction model of today's `experiment=quickstart` is best guided only at log-SNR in [-1, 1]
         ([tuning.md](tuning.md)). A recipe states its setting (conf/sampling/quickstart.yaml,
         quickstart_1100.yaml): its training grids and FID callback draw with it, and its checkpoints carry it, so
         that `python sample.py ckpt=...`, `ddpm-evaluate` and compare's grids draw with it too, key by key unless
         the command line sets the key (`grid.<key>` for compare; the log names each value's source). Any other
-        sampler is
-        `sampler=<name>`; guidance at every step is `guidance_interval=null`.""")
+        sampler is `sampler=<name>` (with its own step count); guidance at every step is
+        `guidance_interval=null`.""")
+
+
+SETTING_NAMES = {"new": "**the package default**: SDE-DPM-Solver++(2M)-29, w = 1.31 at log-SNR >= -0.83",
+                 "old": "the 2026-11 default: SDE-DPM-Solver++(2M)-25, w = 1.5 at log-SNR >= -1",
+                 "ten": "the 10-NFE setting: SDE-DPM-Solver++(2M)-8, w = 2.44 at log-SNR >= 0.22"}
+
+
+def sampling_package_default(study: Study) -> str:
+    """docs/sampling.md: the settings that set the default, on both retrained 10,000-step models, and the default on
+    the quickstart seed study's models."""
+    d = package_default(study)
+    body = []
+    for name, label in SETTING_NAMES.items():
+        arms = d["at"][name]
+        cells = [f"{pm(rows, digits=2)} / {pm(rows, 'fid_judge2', 2)} / {pm(rows, 'class_accuracy', 3)}"
+                 for rows in arms.values()]
+        body.append([label, " / ".join(f"{arms[s][0]['nfe']:.0f}" for s in SCHEDULES)] + cells)
+    table = markdown_table(["setting", "NFE (linear / cosine)", "linear: FID / judge 2 / accuracy",
+                            "cosine: FID / judge 2 / accuracy"], body)
+    ten = d["at"]["ten"]
+    claim(mean(ten["cosine"], "class_accuracy") < 0.98, "the 10-NFE setting misses the accuracy bound on cosine")
+    quick = {name: recipe_arms(study, setting) for name, setting in (("recipe", RECIPE_SETTING),
+                                                                     ("new", DEFAULT_SETTING))}
+    pooled = {name: [r for rows in arms.values() for r in rows] for name, arms in quick.items()}
+    claim(all(abs(mean(pooled["new"], m) - mean(pooled["recipe"], m)) < statistics.stdev(values(pooled["recipe"], m))
+              for m in ("fid", "fid_judge2")), "on the quickstart models the default is level with the recipe's")
+    points = ",".join(f"{{sampler:{s['sampler']},steps:[{s['steps']}],guidance:[{s['guidance']:g}],"
+                      f"guidance_interval:{s['guidance_interval']}}}" for s in (DEFAULT_2611, DEFAULT_SETTING, TEN_NFE))
+    intro = wrap(f"""`conf/sampling/default.yaml` holds (since 2026-12) the winner of the first study above, (a), at
+        class accuracy >= 0.98 and <= 50 NFE; the 10-NFE setting of (c) is a candidate too. All three on both
+        schedules' 10,000-step models (the default recipe, seed 0: `outputs/recipe/d10000_default_s0` above and
+        `d10000_cosine_s0`, `python train.py schedule=cosine data.root=...`), scored with `ddpm-compare
+        "runs=[RUN]" 'points=[{points}]' nll.n=0 seed=S` for S = 0, 1, 2 and `python
+        scripts/seed_rows.py 0=REPORT_0 1=REPORT_1 2=REPORT_2` into [sampling_seeds.csv](compare/sampling_seeds.csv);
+        n = 1000, mean ± standard deviation over the 3 sampling seeds, floors {d['floor']} (judge 1) and
+        {d['floor_judge2']} (judge 2):""")
+    verdict = wrap(f"""The default is below both floors on both schedules, {d['gain']} lower than the 2026-11 default
+        by the two judges, at class accuracy {d['accuracy']}, for {d['nfe']} NFE against {d['old_nfe']}. One training
+        seed per schedule: the spreads are the sampling seeds', not the models'. The 10-NFE setting does not
+        carry over to the cosine schedule (accuracy {num(mean(ten['cosine'], 'class_accuracy'), 3)}), so it stays a
+        linear model's tuned setting (`<run>/sampling.yaml`). The 3,000-step quickstart models sample with their own
+        setting (w = 1.5 at log-SNR in [-1, 1], carried by their checkpoints): over the seed study's
+        {len(pooled['new'])} models (three schedules, sampling seed 0, [results.csv](compare/results.csv)) it gives
+        {over_seeds(pooled['recipe'])}, the package default {over_seeds(pooled['new'])}: level by both judges within
+        the models' spread, for {span([r['nfe'] for r in pooled['new']], 0)} NFE against
+        {span([r['nfe'] for r in pooled['recipe']], 0)}, so the recipe keeps its own.""")
+    return intro + "\n\n" + table + "\n\n" + verdict
 
 
 def sampling_nfe(study: Study) -> str:
@@ -813,7 +890,7 @@ def compare_answer(study: Study) -> str:
         few steps, by margins one seed cannot resolve. The loss weighting matters more than the schedule at 20+ steps:
         min-SNR-5 lowers FID by about {gain:.0f} at w = 2 under both schedules. The likelihood (bits/dim) favours
         linear everywhere it was measured. In the original notebooks' own setting (T = 300, w = 5, sigma^2 = beta)
-        linear is better too, against their README's claim (1 seed). At the new default sampling setting
+        linear is better too, against their README's claim (1 seed). At the 2026-11 default sampling setting
         (SDE-DPM-Solver++-25, w = 1.5 at log-SNR >= -1) the two 10,000-step models tie at the real-data floor (FID
         {h['linear_mean']} vs {h['cosine_mean']} over 3 sampling seeds, 1 training seed each); cosine's lead at
         10,000 steps holds only with guidance at high noise
@@ -896,7 +973,7 @@ SAMPLING_ROWS = [
     ("DDIM-50, w = 1, every step (the old default)", OLD_DEFAULT, ()),
     ("w = 1, every step", dict(sampler="sde_dpmpp", steps=25, guidance=1.0, guidance_interval=EVERY_STEP), ()),
     ("w = 1 in [-3, 3] (the quickstart's best)", QUICK_SETTING, ("quick",)),
-    ("**w = 1.5 in [-1, inf] (the new default)**", DEFAULT_SETTING, ("linear", "cosine")),
+    ("**w = 1.5 in [-1, inf] (the 2026-11 default)**", DEFAULT_2611, ("linear", "cosine")),
     ("w = 0.5 in [-3, 3]", dict(sampler="sde_dpmpp", steps=25, guidance=0.5, guidance_interval="[-3,3]"), ()),
     ("w = 1 in [-2, inf]", dict(sampler="sde_dpmpp", steps=25, guidance=1.0, guidance_interval="[-2,inf]"), ()),
     ("w = 0 (no guidance)", dict(sampler="sde_dpmpp", steps=25, guidance=0.0, guidance_interval=EVERY_STEP), ()),
@@ -933,13 +1010,13 @@ def ratio(x: float, rows: list[dict], column: str = "fid_floor") -> str:
 
 def compare_default_reached(study: Study) -> str:
     h = sampling_headline(study)
-    new = {s: one(study.rows, SAMPLING_DEFAULT, schedule=s, **DEFAULT_SETTING) for s in SCHEDULES}
+    new = {s: one(study.rows, SAMPLING_DEFAULT, schedule=s, **DEFAULT_2611) for s in SCHEDULES}
     old = {s: one(study.rows, SAMPLING_DEFAULT, schedule=s, **OLD_DEFAULT) for s in SCHEDULES}
     floor_rows = list(new.values())
     unguided = pick(study.rows, SAMPLING_DEFAULT, guidance=0.0)
     claim(all(r["fid"] < mean(floor_rows, "fid_floor") for r in unguided), "without guidance they are at the floor")
     return bullets(f"""**Stochastic sampling and guidance at fewer noise levels are what close the gap.** On the
-        10,000-step models the new default reaches the floor: {num(new['linear']['fid'])} and
+        10,000-step models the default this study chose (2026-11) reaches the floor: {num(new['linear']['fid'])} and
         {num(new['cosine']['fid'])} against {h['floor']} (judge 2: {num(new['linear']['fid_judge2'])} and
         {num(new['cosine']['fid_judge2'])} against {h['floor_judge2']}) with accuracy
         {num(new['linear']['class_accuracy'], 3)} / {num(new['cosine']['class_accuracy'], 3)}, at {h['nfe']} NFE
@@ -966,14 +1043,14 @@ def compare_recipes(study: Study) -> str:
             claim(not every or every[0]["fid"] == max(r["fid"] for r in at_w), "guiding every step is worst at every w")
         # The default: the lowest FID at accuracy >= 0.97 within 100 NFE; only w = 0 settings below it.
         mine = pick(models, schedule=schedule, nfe=tuple(range(101)))
-        default = one(mine, **DEFAULT_SETTING)
+        default = one(mine, **DEFAULT_2611)
         lower = [r for r in mine if r["fid"] < default["fid"]]
         claim(default["class_accuracy"] >= 0.97 and all(r["guidance"] == 0 and r["class_accuracy"] < 0.97
                                                         for r in lower), "the default is the best at accuracy >= 0.97")
-    settings = [QUICK_SETTING, dict(QUICK_SETTING, guidance_interval="[-2,inf]"), DEFAULT_SETTING]
+    settings = [QUICK_SETTING, dict(QUICK_SETTING, guidance_interval="[-2,inf]"), DEFAULT_2611]
     where = [interval(pick(models, **setting)) for setting in settings]
     quick = pick(study.rows, SAMPLING_QUICK, budget=1100, **QUICK_SETTING)
-    quick_default = pick(study.rows, SAMPLING_QUICK, budget=1100, **DEFAULT_SETTING)
+    quick_default = pick(study.rows, SAMPLING_QUICK, budget=1100, **DEFAULT_2611)
     quick50 = pick(study.rows, SAMPLING_QUICK, budget=1100, **dict(QUICK_SETTING, steps=50))
     at50 = interval(pick(models, **dict(QUICK_SETTING, steps=50)))
     claim(max(abs(at50[s]["fid"] - where[0][s]["fid"]) for s in SCHEDULES) < statistics.stdev(values(quick, "fid"))
@@ -994,11 +1071,13 @@ def compare_recipes(study: Study) -> str:
         (each seed {span(values(quick, 'class_accuracy'), 3)}), from -1 up its accuracy falls to
         {span(values(quick_default, 'class_accuracy'), 3)} and FID goes to {pm(quick_default)}; no measured setting is
         best for both.""",
-        """**The default** of `sample.py`, `ddpm-evaluate`, compare's grids and the training callbacks is therefore the
-        default recipe's best, `sampler=sde_dpmpp` (25 steps), `guidance=1.5`, `'guidance_interval=[-1,inf]'`: the
-        lowest FID at class accuracy >= 0.97 within 100 NFE on both 10,000-step models (on each, only w = 0
-        settings, below 0.97 in accuracy, score lower). The quickstart recipe states its own best,
-        `guidance=1 'guidance_interval=[-3,3]'` (conf/sampling/quickstart.yaml), and its checkpoints carry it.
+        """**The default** of `sample.py`, `ddpm-evaluate`, compare's grids and the training callbacks was therefore,
+        from 2026-11, the default recipe's best, `sampler=sde_dpmpp steps=25 guidance=1.5
+        'guidance_interval=[-1,inf]'`: the lowest FID at class accuracy >= 0.97 within 100 NFE on both 10,000-step
+        models (on each, only w = 0 settings, below 0.97 in accuracy, score lower). Since 2026-12 it is the setting
+        `ddpm-tune` found, 29 steps at w = 1.31 from log-SNR -0.83 ([sampling.md](../sampling.md#the-package-default)).
+        The 1,100-step quickstart recipe states its own best, `guidance=1 'guidance_interval=[-3,3]'`
+        (conf/sampling/quickstart_1100.yaml), and its checkpoints carry it.
         `guidance_interval=null` guides every step; `sampler=ddim steps=50
         guidance=1 guidance_interval=null` is the old default.""",
         f"""Doubling the steps to 50 changes FID by less than the seeds' spread (quickstart {pm(quick50)} vs
@@ -1013,14 +1092,15 @@ def compare_goals(study: Study) -> str:
     j2 = {s: mean(seeds[s], "fid_judge2") for s in SCHEDULES}
     seed0 = {s: one(seeds[s], sampling_seed=0) for s in SCHEDULES}
     quick = pick(study.rows, SAMPLING_QUICK, budget=1100, **QUICK_SETTING)
-    quick_default = pick(study.rows, SAMPLING_QUICK, budget=1100, **DEFAULT_SETTING)
+    quick_default = pick(study.rows, SAMPLING_QUICK, budget=1100, **DEFAULT_2611)
     floor_rows = seeds["linear"] + seeds["cosine"]
 
     def by_judge2(x):
         return ratio(x, floor_rows, "fid_floor_judge2")
 
     return bullets(f"""**Goals.** The default-trained model at <= 1.1x the floor with accuracy >= 0.98: reached with the
-        defaults by judge 1 on both schedules (mean over 3 sampling seeds {ratio(mean(seeds['linear']), floor_rows)}
+        2026-11 default by judge 1 on both schedules (mean over 3 sampling seeds
+        {ratio(mean(seeds['linear']), floor_rows)}
         and {ratio(mean(seeds['cosine']), floor_rows)}; the worst single draw, {worst['schedule']}'s seed
         {worst['sampling_seed']}, {ratio(worst['fid'], floor_rows)}); by judge 2 at the bound
         ({by_judge2(j2['linear'])} and {by_judge2(j2['cosine'])} on the mean,
@@ -1056,7 +1136,8 @@ def spread_verdict(arms: dict[str, list[dict]], metric: str) -> str:
 def compare_recipe_verdict(study: Study) -> str:
     """docs/compare/README.md: linear vs cosine vs sigmoid at the new quickstart, over training seeds."""
     at = {"the recipe's setting (w = 1.5 at log-SNR in [-1, 1])": recipe_arms(study, RECIPE_SETTING),
-          "the package default (w = 1.5 at log-SNR >= -1)": recipe_arms(study, DEFAULT_SETTING)}
+          "the package default (29 steps, w = 1.31 at log-SNR >= -0.83)": recipe_arms(study, DEFAULT_SETTING),
+          "the 2026-11 default (25 steps, w = 1.5 at log-SNR >= -1)": recipe_arms(study, DEFAULT_2611)}
     lines = []
     for where, arms in at.items():
         cells = "; ".join(f"{s} ({len(rows)} seed{'s' if len(rows) > 1 else ''}) FID {pm(rows, digits=2)}, "
@@ -1083,7 +1164,7 @@ def compare_verdict(study: Study) -> str:
         return " vs ".join(num(one(final, schedule=s, **setting)[metric]) for s in ("cosine", "linear"))
 
     ddpm50 = dict(sampler="ddpm", steps=50, guidance=0.0, guidance_interval=EVERY_STEP)
-    return bullets(f"""**The schedule verdict at the new default** (10,000 steps, 1 training seed each): a tie,
+    return bullets(f"""**The schedule verdict at the 2026-11 default** (10,000 steps, 1 training seed each): a tie,
         {h['linear']} vs {h['cosine']} over 3 sampling seeds (judge 2: {h['linear_judge2']} vs
         {h['cosine_judge2']}), accuracy {acc['linear']} vs {acc['cosine']}. Cosine's lead from the study above holds
         only where guidance is strong at high noise (DDIM-50 w = 1: {pair(**OLD_DEFAULT)}; w = 1 in [-3, 3]:
@@ -1118,8 +1199,8 @@ def default_recipe_line(rows: list[dict], seeds: list[dict]) -> list[dict]:
     """The default recipe against minutes at the default setting: its timed 1,000 steps, and its 10,000-step models
     (mean over both schedules' sampling seeds) at 10x those minutes, an extrapolation: their checkpoints predate
     train_minutes and were trained on other machines."""
-    timed = one(rows, re.compile(DEFAULT_TIMING), **DEFAULT_SETTING)
-    final = pick(seeds, SAMPLING_DEFAULT, **DEFAULT_SETTING)
+    timed = one(rows, re.compile(DEFAULT_TIMING), **DEFAULT_2611)
+    final = pick(seeds, SAMPLING_DEFAULT, **DEFAULT_2611)
     at_10000 = {**final[0], "fid": mean(final), "fid_judge2": mean(final, "fid_judge2"),
                 "train_minutes": timed["train_minutes"] * 10000 / timed["train_step"]}
     return [timed, at_10000]
@@ -1132,25 +1213,26 @@ def tuning_recipes(study: Study) -> str:
     j1, j2 = floor_of(rows, "fid_floor"), floor_of(rows, "fid_floor_judge2")
     body = []
     for run, (lever, against, timed) in RECIPE_LEVERS.items():
-        final = recipe_row(rows, run, DEFAULT_SETTING)
+        final = recipe_row(rows, run, DEFAULT_2611)
         minutes = final["train_minutes"]
         body.append([f"`{run}`", lever, f"`{against}`" if against else "-", f"{final['train_step']:,}",
                      f"{num(minutes, 1)} ({timed})", scored(final), scored(recipe_row(rows, run, RECIPE_SETTING))])
-    old, new = (recipe_row(rows, run, DEFAULT_SETTING) for run in (OLD_QUICK_RUN, NEW_QUICK_RUN))
+    old, new = (recipe_row(rows, run, DEFAULT_2611) for run in (OLD_QUICK_RUN, NEW_QUICK_RUN))
     budget = new["train_minutes"] / old["train_minutes"]
     claim(budget <= 2.5, "the new quickstart trains within 2.5x the old one's minutes")
     at_recipe = pick(study.seeds, re.compile(NEW_QUICK_RUN), **RECIPE_SETTING)
-    at_default = pick(study.seeds, re.compile(NEW_QUICK_RUN), **DEFAULT_SETTING)
+    at_default = pick(study.seeds, re.compile(NEW_QUICK_RUN), **DEFAULT_2611)
     claim(len(at_recipe) == 3 and mean(at_recipe) <= 1.1 * at_recipe[0]["fid_floor"]
           and mean(at_recipe, "fid_judge2") <= 1.1 * at_recipe[0]["fid_floor_judge2"]
           and mean(at_recipe, "class_accuracy") >= 0.98, "the new quickstart is at the floor over 3 sampling seeds")
     intro = wrap(f"""Rows of [results.csv](compare/results.csv), final checkpoints, sampling seed 0, n = 1000, floors at
         that n {j1} (judge 1) and {j2} (judge 2); each cell FID (judge 1) / FID (judge 2) / class accuracy, in
-        brackets FID as a multiple of its judge's floor. "Default": the package's setting (SDE-DPM-Solver++-25, w = 1.5
-        at log-SNR >= -1, 41 NFE); "recipe": the new quickstart's (the same sampler, w = 1.5 at log-SNR in [-1, 1], 32
-        NFE). Every run: `experiment=quickstart_1100` with the changes named, cosine schedule, min-SNR-5, lr 2e-3 with
-        100 warm-up steps and cosine decay to 0, seed 0. Minutes: `train_minutes` of the checkpoint (training and its
-        validations); only those timed on 2 idle threads are budget minutes.""")
+        brackets FID as a multiple of its judge's floor. "Default": the 2026-11 package default
+        (SDE-DPM-Solver++-25, w = 1.5 at log-SNR >= -1, 41 NFE); "recipe": the new quickstart's (the same sampler,
+        w = 1.5 at log-SNR in [-1, 1], 32 NFE). Every run: `experiment=quickstart_1100` with the changes named,
+        cosine schedule, min-SNR-5, lr 2e-3 with 100 warm-up steps and cosine decay to 0, seed 0. Minutes:
+        `train_minutes` of the checkpoint (training and its validations); only those timed on 2 idle threads are
+        budget minutes.""")
     table = markdown_table(["run", "lever", "against", "steps", "minutes", "default", "recipe"], body)
     verdict = wrap(f"""**The new `experiment=quickstart`** is `r5`'s recipe: 3,000 steps of batch 128, bf16 autocast
         where the CPU has it, v-prediction, power-function EMA, and the recipe setting above, carried by its
@@ -1158,7 +1240,7 @@ def tuning_recipes(study: Study) -> str:
         against {num(old['train_minutes'], 1)} for the 1,100-step quickstart (`{OLD_QUICK_RUN}`), both on the 2 idle
         cores of this session: {budget:.2f}x. `python sample.py ckpt=<its last.ckpt> n=1000` with no sampling flag
         (the checkpoint's setting) over sampling seeds 0, 1, 2 ([sampling_seeds.csv](compare/sampling_seeds.csv)):
-        {over_seeds(at_recipe)}; the package default on the same model: {over_seeds(at_default)}.""")
+        {over_seeds(at_recipe)}; the 2026-11 default on the same model: {over_seeds(at_default)}.""")
     return intro + "\n\n" + table + "\n\n" + verdict + "\n\n" + tuning_levers(study, rows)
 
 
@@ -1171,10 +1253,10 @@ def bf16_quote() -> str:
 
 def tuning_levers(study: Study, rows: list[dict]) -> str:
     """What each lever did, each sentence held by the rows it quotes."""
-    def final(run, setting=DEFAULT_SETTING, step=None):
+    def final(run, setting=DEFAULT_2611, step=None):
         return recipe_row(rows, run, setting, step)
 
-    seeds = {run: pick(study.seeds, re.compile(run), **DEFAULT_SETTING)
+    seeds = {run: pick(study.seeds, re.compile(run), **DEFAULT_2611)
              for run in ("r1_s2500_power", "r3_s3000_bf16_power")}
     r1 = seeds["r1_s2500_power"]
     claim(mean(r1) <= 1.1 * r1[0]["fid_floor"] and mean(r1, "fid_judge2") > 1.1 * r1[0]["fid_floor_judge2"],
@@ -1210,9 +1292,9 @@ def tuning_levers(study: Study, rows: list[dict]) -> str:
         accuracy at every one, so the sampler can guide less. **Batch 64** (the same images in twice the steps,
         `r4`) beats batch 128 by judge 2 at each of them too, by less; the two together were not tried.""",
         """**The sampling setting is part of the recipe**: on every 3,000-step model, guidance only at log-SNR in
-        [-1, 1] gives both judges a lower FID than the default's [-1, inf) at the same w = 1.5 (and 32 instead of 41
-        NFE): guidance at low noise costs detail that judge 2 sees, and at high noise (below -1) diversity (next
-        table).""",
+        [-1, 1] gives both judges a lower FID than the 2026-11 default's [-1, inf) at the same w = 1.5 (and 32
+        instead of 41 NFE): guidance at low noise costs detail that judge 2 sees, and at high noise (below -1)
+        diversity (next table).""",
         """**Not measured this round**: the lr peak and a linear decay, log-normal or importance-sampled noise levels,
         width, blocks, attention and patching at equal wall-clock, `torch.compile` for training, thread counts.""")
 
@@ -1230,7 +1312,8 @@ def tuning_settings(study: Study) -> str:
 BLOCKS = {
     "README.md": {"verdict": readme_verdict, "results": readme_results},
     "docs/measuring.md": {"fid": measuring_fid, "kid": measuring_kid},
-    "docs/sampling.md": {"defaults": sampling_defaults, "nfe": sampling_nfe},
+    "docs/sampling.md": {"defaults": sampling_defaults, "nfe": sampling_nfe,
+                         "package-default": sampling_package_default},
     "docs/tuning.md": {"recipes": tuning_recipes, "recipe-settings": tuning_settings},
     "docs/compare/README.md": {
         "answer": compare_answer, "gpu": compare_gpu, "sampling-intro": compare_sampling_intro,

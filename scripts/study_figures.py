@@ -56,10 +56,10 @@ def budget_figures(rows: list[dict], budget: int, colours: dict) -> None:
 
 
 def time_figure(rows: list[dict], seeds: list[dict]) -> None:
-    """FID against training minutes: each quickstart's checkpoints at its own sampling setting and at the default,
-    and the default recipe (docs/tuning.md, "A recipe for minutes")."""
+    """FID against training minutes: each quickstart's checkpoints at its own sampling setting and at the 2026-11
+    default, and the default recipe (docs/tuning.md, "A recipe for minutes")."""
     lines = {name: docs_numbers.pick(rows, **where) for name, where in docs_numbers.TIME_LINES.items()}
-    lines["default recipe, default setting (10,000 steps: 10x the minutes of 1,000)"] = \
+    lines["default recipe, 2026-11 default (10,000 steps: 10x the minutes of 1,000)"] = \
         docs_numbers.default_recipe_line(rows, seeds)
     plots.time_to_quality(lines, HERE / "fid_vs_minutes.png")
 

@@ -97,7 +97,7 @@ def test_a_run_with_a_tuned_setting_uses_it(runs, tmp_path):
 def test_a_checkpoint_without_a_setting_uses_the_default(runs, tmp_path):
     plain = settings(runs, tmp_path)["plain"]
     assert (repr(plain.sampler), plain.guidance, plain.guidance_interval) == (
-        "SDEDPMSolverSampler(steps=25)", 1.5, (-1.0, math.inf))
+        "SDEDPMSolverSampler(steps=29)", 1.31, (-0.83, math.inf))
     assert plain.sources.count("(default)") == 4
     # Another sampler named for every arm brings its own step count, not the checkpoint's.
     named = settings(runs, tmp_path, "grid.sampler=dpmpp")["carried"]

@@ -88,8 +88,8 @@ def test_debug_tiny_wins_over_an_experiment_and_yields_to_the_command_line(tmp_p
 def test_callbacks_take_their_samplers_from_the_sampler_group(tmp_path):
     cfg = compose_train(tmp_path / "run", [])
     grid, metrics = instantiate(cfg.callbacks.sample_grid.sampler), instantiate(cfg.callbacks.sample_metrics.sampler)
-    assert isinstance(grid, SDEDPMSolverSampler) and grid.steps == 25 and grid.order == 2
-    assert isinstance(metrics, SDEDPMSolverSampler) and metrics.steps == 25
+    assert isinstance(grid, SDEDPMSolverSampler) and grid.steps == 29 and grid.order == 2
+    assert isinstance(metrics, SDEDPMSolverSampler) and metrics.steps == 29
     other = compose_train(tmp_path / "run", ["sampler@callbacks.sample_grid.sampler=dpmpp",
                                              "callbacks.sample_grid.sampler.steps=8"])
     assert repr(instantiate(other.callbacks.sample_grid.sampler)) == "DPMSolverSampler(steps=8)"
@@ -118,7 +118,7 @@ def sampling_settings(conf_dir):
 def test_the_default_sampling_setting_has_one_home_that_every_command_and_callback_reads(tmp_path):
     """sample, evaluate, compare's grids and the training callbacks all read conf/sampling/default.yaml: a change
     there (here in a copy of conf/) reaches all five, so that a new measured default cannot leave one behind."""
-    assert set(sampling_settings(CONF).values()) == {("SDEDPMSolverSampler", 25, 1.5, (-1.0, math.inf))}
+    assert set(sampling_settings(CONF).values()) == {("SDEDPMSolverSampler", 29, 1.31, (-0.83, math.inf))}
     copy = tmp_path / "conf"
     shutil.copytree(CONF, copy)
     (copy / "sampling" / "default.yaml").write_text(
@@ -138,7 +138,7 @@ def test_the_sampling_setting_still_takes_each_commands_own_overrides(tmp_path):
     assert (repr(instantiate(train.callbacks.sample_grid.sampler)), train.callbacks.sample_grid.guidance) == (
         "DDIMSampler(steps=50, eta=0.0)", 3)
     assert train.callbacks.sample_metrics.guidance == 0
-    assert list(train.callbacks.sample_grid.guidance_interval) == [-1, math.inf]
+    assert list(train.callbacks.sample_grid.guidance_interval) == [-0.83, math.inf]
     for given in (["sampler@grid.sampler=ddim"], ["grid.sampler=ddim"]):  # a group option, or the yaml's name
         compare = compose_train(tmp_path / "c", ["runs=x", *given, "grid.steps=7"], config_name="compare")
         assert repr(make_sampler(compare.grid.sampler, compare.grid.steps)) == "DDIMSampler(steps=7, eta=0.0)"

@@ -191,9 +191,9 @@ def setting(node, sampler) -> tuple:
 
 def test_sampling_md_names_the_settings_conf_composes():
     """docs/sampling.md, "Defaults": sample, evaluate, compare's grids and the training callbacks draw with
-    SDE-DPM-Solver++-25 at w = 1.5 from log-SNR -1 up; experiment=quickstart's grids and FID callback with w = 1.5 in
-    [-1, 1], experiment=quickstart_1100's with w = 1 in [-3, 3]."""
-    default = ("SDEDPMSolverSampler", 25, 1.5, [-1, float("inf")])
+    SDE-DPM-Solver++-29 at w = 1.31 from log-SNR -0.83 up; experiment=quickstart's grids and FID callback with
+    w = 1.5 in [-1, 1], experiment=quickstart_1100's with w = 1 in [-3, 3]."""
+    default = ("SDEDPMSolverSampler", 29, 1.31, [-0.83, float("inf")])
     quick = ("SDEDPMSolverSampler", 25, 1.5, [-1, 1])
     quick_1100 = ("SDEDPMSolverSampler", 25, 1.0, [-3, 3])
     for name in ("sample", "evaluate"):
@@ -206,8 +206,21 @@ def test_sampling_md_names_the_settings_conf_composes():
         assert setting(callbacks.sample_grid, callbacks.sample_grid.sampler) == grids, experiment
         assert setting(callbacks.sample_metrics, callbacks.sample_metrics.sampler) == grids, experiment
     text = " ".join((ROOT / "docs" / "sampling.md").read_text().split())
-    assert "w = 1.5 only at log-SNR >= -1" in text and "its training grids and FID callback draw with it" in text
+    assert "w = 1.31 only at log-SNR >= -0.83" in text and "its training grids and FID callback draw with it" in text
     assert "`guidance=1 'guidance_interval=[-3,3]'`" in text and "guided only at log-SNR in [-1, 1]" in text
+
+
+def test_the_pages_package_default_is_the_one_conf_holds():
+    """The rows the generated pages call the package default (docs_numbers.DEFAULT_SETTING) are those scored at
+    conf/sampling/default.yaml's setting: a new default in conf without new rows fails here."""
+    from ddpm.sampling.guidance import check_interval, show_interval
+
+    cfg = composed("sample")
+    wanted = docs_numbers.DEFAULT_SETTING
+    name = {"SDEDPMSolverSampler": "sde_dpmpp"}.get(cfg.sampler._target_.rsplit(".", 1)[-1])
+    interval = show_interval(check_interval("guidance_interval", list(cfg.guidance_interval)))
+    assert (name, cfg.sampler.steps, cfg.guidance, interval) == (
+        wanted["sampler"], wanted["steps"], wanted["guidance"], wanted["guidance_interval"])
 
 
 def parameters(name: str) -> int:
@@ -256,12 +269,12 @@ def test_the_nll_files_are_the_bits_per_dim_of_results_csv():
 
 
 def test_the_readme_quotes_the_nfe_of_the_rows():
-    """The README's quick-start notes quote the NFE of the default setting (results.csv, the sampling study's rows) and
-    of the quickstart's own (its rows in results.csv)."""
+    """The README's quick-start notes quote the NFE of the default setting (sampling_seeds.csv, the retrained
+    10,000-step models' rows) and of the quickstart's own (its rows in results.csv)."""
     study = docs_numbers.Study(docs_numbers.load(), docs_numbers.load(docs_numbers.COMPARE / "sampling_seeds.csv"))
-    headline = docs_numbers.sampling_headline(study)
+    default = docs_numbers.package_default(study)
     text = " ".join(README.read_text().split())
-    assert f"({headline['nfe']} network evaluations per image)" in text
+    assert f"({default['nfe']} network evaluations per image)" in text
     quick = docs_numbers.one(study.rows, re.compile(docs_numbers.NEW_QUICK_RUN), train_step=3000,
                              **docs_numbers.RECIPE_SETTING)
     assert f"`guidance=1.5 'guidance_interval=[-1,1]'` ({quick['nfe']:.0f} NFE)" in text

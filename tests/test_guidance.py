@@ -183,6 +183,6 @@ def test_the_training_callbacks_take_an_interval(tmp_path):
                                            "callbacks.sample_metrics.guidance_interval=[-inf,0]"])
     assert instantiate(cfg.callbacks.sample_grid).guidance_interval == (-2.0, 4.0)
     assert instantiate(cfg.callbacks.sample_metrics).guidance_interval == (-math.inf, 0.0)
-    assert instantiate(compose_train(tmp_path / "run", []).callbacks.sample_grid).guidance_interval == (-1.0, math.inf)
+    assert instantiate(compose_train(tmp_path / "run", []).callbacks.sample_grid).guidance_interval == (-0.83, math.inf)
     every = compose_train(tmp_path / "run", ["callbacks.sample_grid.guidance_interval=null"])
     assert instantiate(every.callbacks.sample_grid).guidance_interval is None

@@ -101,10 +101,10 @@ def test_the_study_prunes_over_budget_settings_unsampled_writes_a_feasible_winne
     assert len(complete) == 4 and pruned, "steps up to 12 with guidance must draw settings over 12 NFE"
     assert all(t.user_attrs["nfe"] > 12 and "fid" not in t.user_attrs for t in pruned)
     # The checkpoint's own setting (SDE-DPM-Solver++ at the tiny run's 5 steps) is in the space: the first trial;
-    # the package default's 25 steps are not.
+    # the package default's 29 steps are not.
     first = study.trials[0]
     assert first.user_attrs["incumbent"] == "checkpoint's setting"
-    assert (first.params["sampler"], first.params["steps"], first.params["lo"]) == ("sde_dpmpp", 5, -1)
+    assert (first.params["sampler"], first.params["steps"], first.params["lo"]) == ("sde_dpmpp", 5, -0.83)
     # Sampled: the 4 trials at n = 20, then the finalists (the best 2 feasible, and the incumbent when it is not
     # among them) at n = 40 over 2 seeds; never more than 12 NFE.
     report = (run / "tune" / "report.md").read_text()
@@ -158,11 +158,11 @@ def test_params_of_inverts_setting_of_within_the_search_space(tmp_path):
     default = tune_command.stored_setting(OmegaConf.to_container(cfg.incumbent.sampler), cfg.incumbent.guidance,
                                           cfg.incumbent.guidance_interval)
     params = tune_command.params_of(default, cfg.search)
-    assert params == {"sampler": "sde_dpmpp", "steps": 25, "guidance": 1.5, "interval": "open above", "lo": -1.0}
+    assert params == {"sampler": "sde_dpmpp", "steps": 29, "guidance": 1.31, "interval": "open above", "lo": -0.83}
     assert tune_command.setting_of(params) == default
     bounded = {**default, "guidance_interval": [-3.0, 3.0]}
     assert tune_command.setting_of(tune_command.params_of(bounded, cfg.search)) == bounded
-    cfg.search.steps = [2, 12]  # 25 steps: outside the space
+    cfg.search.steps = [2, 12]  # 29 steps: outside the space
     assert tune_command.params_of(default, cfg.search) is None
     cfg.search.steps = [2, 50]  # first order: no sampler config of the space
     assert tune_command.params_of({**default, "sampler": {**default["sampler"], "order": 1}}, cfg.search) is None
