@@ -54,7 +54,7 @@ def run(trained, tmp_path):
 
 # Scored trials of 20 digits; the re-scoring at 40 over two seeds. The tiny model's digits are noise that the judge
 # reads as about one class (accuracy about 0.1): the accuracy bound is one that they pass.
-SMALL = ["n=20", "final.n=40", "final.seeds=[0,1]", "final.finalists=2", "startup_trials=3", "min_accuracy=0.05",
+SMALL = ["n=20", "final.n=40", "final.seeds=[1,2]", "final.finalists=2", "startup_trials=3", "min_accuracy=0.05",
          "search.steps=[2,12]", "batch_size=20"]
 
 
@@ -151,6 +151,19 @@ def test_sample_draws_with_the_tuned_setting_and_says_so(run, digits, judge, tmp
     sample(compose_train(tmp_path / "explicit", explicit, config_name="sample"))
     images = [torch.load(tmp_path / d / "samples.pt", weights_only=True)["images"] for d in ("tuned", "explicit")]
     assert torch.equal(*images)
+
+
+def test_the_re_scoring_draws_other_digits_than_the_trials_unless_told_to(tmp_path):
+    """At the trials' own seed the re-scoring's first n digits are the trials' (the draws that chose the finalists):
+    the default seeds keep apart from it, and a choice that does not is warned of."""
+    from ddpm.sampling.generate import fixed_noise
+
+    cfg = compose_train(tmp_path, ["ckpt=x"], config_name="tune")
+    assert cfg.seed not in cfg.final.seeds and tune_command.reused_seed(cfg) is None
+    # Why: image i's initial noise at a seed does not depend on how many are drawn.
+    assert torch.equal(fixed_noise(cfg.n, cfg.seed), fixed_noise(cfg.final.n, cfg.seed)[: cfg.n])
+    reused = compose_train(tmp_path, ["ckpt=x", "seed=2", "final.seeds=[0,2]"], config_name="tune")
+    assert "final.seeds=[0,2] holds the trials' seed=2" in tune_command.reused_seed(reused)
 
 
 def test_params_of_inverts_setting_of_within_the_search_space(tmp_path):

@@ -347,9 +347,22 @@ def write_setting(path: Path, cfg: DictConfig, setting: dict, row: dict) -> None
     write_atomic(path, "".join(f"# {line}\n" for line in header) + OmegaConf.to_yaml(OmegaConf.create(setting)))
 
 
+def reused_seed(cfg: DictConfig) -> str | None:
+    """Why a re-scoring at the trials' own seed flatters its finalists, or None: at that seed it draws the trials'
+    digits again (the same initial noise; the very same digits where n is a multiple of batch_size), the draws that
+    chose the finalists, so part of their "independent" score is the score that selected them."""
+    if cfg.seed not in cfg.final.seeds:
+        return None
+    return (f"final.seeds={show(cfg.final.seeds)} holds the trials' seed={cfg.seed}: at that seed the re-scoring "
+            f"starts from the noise of the draws that chose the finalists, which favours them; use seeds apart from it "
+            f"(the default, [1,2,3])")
+
+
 def tune(cfg: DictConfig) -> dict | None:
     """Run (or continue) the study, re-score its best, write the winner; returns the winner's scores."""
     check_options(cfg)
+    if (why := reused_seed(cfg)) is not None:
+        log.warning(why)
     device = resolve_device(cfg.device)
     module = load_module(cfg.ckpt, ema=cfg.ema).to(device)
     if not module.conditional:
