@@ -72,7 +72,7 @@ def check_options(cfg: DictConfig) -> None:
         positive_int(key, OmegaConf.select(cfg, key))
     seeds = cfg.final.seeds
     if not OmegaConf.is_list(seeds) or not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"final.seeds={show(seeds)} is invalid: use a list of distinct sampling seeds, e.g. [0,1,2]")
+        raise ConfigError(f"final.seeds={show(seeds)} is invalid: use a list of distinct sampling seeds, e.g. [1,2,3]")
     for s in seeds:
         integer("final.seeds", s, low=0)
     samplers, known = cfg.search.samplers, sampler_names()
