@@ -63,6 +63,9 @@ DEFAULT_2611 = dict(sampler="sde_dpmpp", steps=25, guidance=1.5, guidance_interv
 TEN_NFE = dict(sampler="sde_dpmpp", steps=8, guidance=2.44, guidance_interval="[0.22,inf]")  # ddpm-tune max_nfe=12
 # The default recipe's 10,000-step models retrained for ddpm-tune (docs/sampling.md), scored over sampling seeds 0-2.
 RETRAINED_10K = re.compile(r"d10000_(default|cosine)_s0")
+# The settings scored on them: (what the page calls it, the setting)
+CANDIDATES = {"new": ("**the package default**", DEFAULT_SETTING), "old": ("the 2026-11 default", DEFAULT_2611),
+              "ten": ("the 10-NFE setting", TEN_NFE)}
 OLD_DEFAULT = dict(sampler="ddim", steps=50, guidance=1.0, guidance_interval=EVERY_STEP)
 QUICK_SETTING = dict(sampler="sde_dpmpp", steps=25, guidance=1.0, guidance_interval="[-3,3]")
 RECIPE_SETTING = dict(sampler="sde_dpmpp", steps=25, guidance=1.5, guidance_interval="[-1,1]")  # sampling/quickstart
@@ -436,7 +439,7 @@ def package_default(study: Study) -> dict:
     models, over sampling seeds 0-2 (sampling_seeds.csv): what set it."""
     models = {s: pick(study.seeds, RETRAINED_10K, schedule=s) for s in SCHEDULES}
     at = {name: {s: pick(models[s], **setting) for s in SCHEDULES}
-          for name, setting in (("new", DEFAULT_SETTING), ("old", DEFAULT_2611), ("ten", TEN_NFE))}
+          for name, (_, setting) in CANDIDATES.items()}
     claim(all(len(rows) == 3 for arms in at.values() for rows in arms.values()), "3 sampling seeds per setting")
     new, old = at["new"], at["old"]
     every = new["linear"] + new["cosine"]
@@ -582,9 +585,12 @@ def sampling_defaults(study: Study) -> str:
         `guidance_interval=null`.""")
 
 
-SETTING_NAMES = {"new": "**the package default**: SDE-DPM-Solver++(2M)-29, w = 1.31 at log-SNR >= -0.83",
-                 "old": "the 2026-11 default: SDE-DPM-Solver++(2M)-25, w = 1.5 at log-SNR >= -1",
-                 "ten": "the 10-NFE setting: SDE-DPM-Solver++(2M)-8, w = 2.44 at log-SNR >= 0.22"}
+def guided_from(setting: dict) -> str:
+    """An SDE-DPM-Solver++ setting guided from a log-SNR up, as the pages name it."""
+    lo = setting["guidance_interval"].removeprefix("[").removesuffix(",inf]")
+    claim(setting["sampler"] == "sde_dpmpp" and setting["guidance_interval"] == f"[{lo},inf]",
+          "the setting is SDE-DPM-Solver++ guided from a log-SNR up")
+    return f"SDE-DPM-Solver++(2M)-{setting['steps']}, w = {setting['guidance']:g} at log-SNR >= {lo}"
 
 
 def sampling_package_default(study: Study) -> str:
@@ -592,11 +598,12 @@ def sampling_package_default(study: Study) -> str:
     the quickstart seed study's models."""
     d = package_default(study)
     body = []
-    for name, label in SETTING_NAMES.items():
+    for name, (label, setting) in CANDIDATES.items():
         arms = d["at"][name]
         cells = [f"{pm(rows, digits=2)} / {pm(rows, 'fid_judge2', 2)} / {pm(rows, 'class_accuracy', 3)}"
                  for rows in arms.values()]
-        body.append([label, " / ".join(f"{arms[s][0]['nfe']:.0f}" for s in SCHEDULES)] + cells)
+        nfe = " / ".join(f"{arms[s][0]['nfe']:.0f}" for s in SCHEDULES)
+        body.append([f"{label}: {guided_from(setting)}", nfe] + cells)
     table = markdown_table(["setting", "NFE (linear / cosine)", "linear: FID / judge 2 / accuracy",
                             "cosine: FID / judge 2 / accuracy"], body)
     ten = d["at"]["ten"]
@@ -607,7 +614,8 @@ def sampling_package_default(study: Study) -> str:
     claim(all(abs(mean(pooled["new"], m) - mean(pooled["recipe"], m)) < statistics.stdev(values(pooled["recipe"], m))
               for m in ("fid", "fid_judge2")), "on the quickstart models the default is level with the recipe's")
     points = ",".join(f"{{sampler:{s['sampler']},steps:[{s['steps']}],guidance:[{s['guidance']:g}],"
-                      f"guidance_interval:{s['guidance_interval']}}}" for s in (DEFAULT_2611, DEFAULT_SETTING, TEN_NFE))
+                      f"guidance_interval:{s['guidance_interval']}}}"
+                      for s in (CANDIDATES[name][1] for name in ("old", "new", "ten")))  # the order they were run
     intro = wrap(f"""`conf/sampling/default.yaml` holds (since 2026-12) the winner of the first study above, (a), at
         class accuracy >= 0.98 and <= 50 NFE; the 10-NFE setting of (c) is a candidate too. All three on both
         schedules' 10,000-step models (the default recipe, seed 0: `outputs/recipe/d10000_default_s0` above and

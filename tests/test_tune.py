@@ -17,7 +17,7 @@ from ddpm.commands.train import train
 from ddpm.data.mnist import load_mnist_split
 from ddpm.errors import ConfigError
 from ddpm.evaluation.judge import save_judge, train_judge
-from ddpm.sampling.generate import cycling_labels, generate
+from ddpm.sampling.generate import cycling_labels, fixed_noise, generate
 from ddpm.sampling.setting import TUNED, load_tuned, stored_for
 
 pytest.importorskip("optuna")
@@ -156,8 +156,6 @@ def test_sample_draws_with_the_tuned_setting_and_says_so(run, digits, judge, tmp
 def test_the_re_scoring_draws_other_digits_than_the_trials_unless_told_to(tmp_path):
     """At the trials' own seed the re-scoring's first n digits are the trials' (the draws that chose the finalists):
     the default seeds keep apart from it, and a choice that does not is warned of."""
-    from ddpm.sampling.generate import fixed_noise
-
     cfg = compose_train(tmp_path, ["ckpt=x"], config_name="tune")
     assert cfg.seed not in cfg.final.seeds and tune_command.reused_seed(cfg) is None
     # Why: image i's initial noise at a seed does not depend on how many are drawn.
